@@ -68,7 +68,7 @@ def test_reports_of_another_oracle_or_out_of_range_are_refused(factory):
 def test_malformed_reports_name_the_value():
     with pytest.raises(ValueError, match=r"\[0, 10\); got 12"):
         grr(1.0, 10).support_counts(Payload({"grr/value": np.array([1, 12], dtype=np.uint8)}))
-    with pytest.raises(ValueError, match=r"uint8 \[n, 2\]"):
+    with pytest.raises(ValueError, match=r"bits as uint8 \[n, 2\]; got uint8 \[3, 3\]"):
         oue(1.0, 10).support_counts(Payload({"oue/bits": np.zeros((3, 3), dtype=np.uint8)}))
     bad_y = Payload({"olh/a": np.ones(2, dtype=np.uint32), "olh/b": np.ones(2, dtype=np.uint32),
                      "olh/y": np.array([0, 9], dtype=np.uint8)})
@@ -76,7 +76,7 @@ def test_malformed_reports_name_the_value():
         olh(1.0, 10).support_counts(bad_y)
     bad_a = Payload({"olh/a": np.zeros(2, dtype=np.uint32), "olh/b": np.ones(2, dtype=np.uint32),
                      "olh/y": np.zeros(2, dtype=np.uint8)})
-    with pytest.raises(ValueError, match="seeds"):
+    with pytest.raises(ValueError, match=r"a in \[1, 2147483647\); got 0"):
         olh(1.0, 10).support_counts(bad_a)
     ragged = Payload({"olh/a": np.ones(2, dtype=np.uint32), "olh/b": np.ones(3, dtype=np.uint32),
                       "olh/y": np.zeros(2, dtype=np.uint8)})

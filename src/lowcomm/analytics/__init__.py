@@ -4,7 +4,9 @@ Every oracle is a `FrequencyOracle` built by a lowercase factory: `grr`, `oue`, 
 `blh`, `hm`, `hr`, `ss`. Users are encoded all at once from an explicit numpy Generator;
 reports are `Payload`s; support counts of chunks add up (`aggregate`); `estimate` is unbiased;
 `variance` is the closed form; `report_bits` measures one serialized report beside the paper's
-bit count.
+bit count. Each oracle declares its report `fields` (`ReportField`, `ReportRule`); from them
+`aggregate_reports` reads reports as bytes from users (`user_reports`), rejecting and counting
+the malformed ones one by one (`lowcomm.analytics.wire`).
 
 Federated ROC and PR curves (Xu and Cormode) are in `lowcomm.analytics.roc` (see docs/roc.md).
 """
@@ -15,6 +17,8 @@ from lowcomm.analytics.local_hashing import blh, local_hashing, olh
 from lowcomm.analytics.oracle import (
     FrequencyOracle,
     ReportBits,
+    ReportField,
+    ReportRule,
     Tally,
     aggregate,
     num_reports,
@@ -23,13 +27,17 @@ from lowcomm.analytics.oracle import (
 )
 from lowcomm.analytics.subset import ss
 from lowcomm.analytics.unary import oue, sue
+from lowcomm.analytics.wire import aggregate_reports, user_reports
 
 __all__ = [
     "FrequencyOracle",
     "HadamardResponseOracle",
     "ReportBits",
+    "ReportField",
+    "ReportRule",
     "Tally",
     "aggregate",
+    "aggregate_reports",
     "blh",
     "grr",
     "hm",
@@ -42,4 +50,5 @@ __all__ = [
     "single_report",
     "ss",
     "sue",
+    "user_reports",
 ]

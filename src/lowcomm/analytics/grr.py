@@ -25,6 +25,7 @@ import numpy as np
 
 from lowcomm.analytics.oracle import (
     FrequencyOracle,
+    ReportField,
     ceil_log2,
     check_domain,
     check_epsilon,
@@ -43,6 +44,7 @@ def grr(epsilon: float, k: int) -> FrequencyOracle:
     e = math.exp(epsilon)
     p, q = e / (e + k - 1), 1.0 / (e + k - 1)
     dtype = value_dtype(k)
+    fields = (ReportField("value", dtype, high=k),)
 
     def encode(values: np.ndarray, rng: np.random.Generator) -> Payload:
         v = check_values(values, k, "grr")
@@ -53,11 +55,8 @@ def grr(epsilon: float, k: int) -> FrequencyOracle:
         return Payload({"grr/value": np.where(keep, v, other).astype(dtype)})
 
     def support_counts(reports: Payload) -> np.ndarray:
-        (y,) = expect_reports(reports, "grr", ("value",))
-        if y.ndim != 1:
-            raise ValueError(f"grr reports must be a [n] array; got shape {y.shape}")
-        if y.size and int(y.max()) >= k:
-            raise ValueError(f"grr reports must be in [0, {k}); got {int(y.max())}")
+        (y,) = expect_reports(reports, "grr", fields)
         return np.bincount(y, minlength=k).astype(np.int64)
 
-    return FrequencyOracle("grr", epsilon, k, p, q, ceil_log2(k), encode, support_counts)
+    return FrequencyOracle("grr", epsilon, k, p, q, ceil_log2(k), encode, support_counts,
+                           fields=fields)

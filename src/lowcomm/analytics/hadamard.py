@@ -59,6 +59,7 @@ import numpy as np
 
 from lowcomm.analytics.oracle import (
     FrequencyOracle,
+    ReportField,
     ceil_log2,
     check_domain,
     check_epsilon,
@@ -116,6 +117,7 @@ def hm(epsilon: float, k: int) -> FrequencyOracle:
     e = math.exp(epsilon)
     keep = e / (e + 1)  # Pr[the bit is sent unflipped]
     index_dtype = value_dtype(width)
+    fields = (ReportField("index", index_dtype, high=width), ReportField("bit", np.uint8, high=2))
 
     def encode(values: np.ndarray, rng: np.random.Generator) -> Payload:
         v = check_values(values, k, "hm")
@@ -128,13 +130,7 @@ def hm(epsilon: float, k: int) -> FrequencyOracle:
         return Payload({"hm/index": j.astype(index_dtype), "hm/bit": bit})
 
     def support_counts(reports: Payload) -> np.ndarray:
-        j, bit = expect_reports(reports, "hm", ("index", "bit"))
-        if j.ndim != 1 or bit.ndim != 1:
-            raise ValueError(f"hm reports must be [n] arrays; got {j.shape}, {bit.shape}")
-        if j.size and int(j.max()) >= width:
-            raise ValueError(f"hm reports must have index in [0, {width}); got {int(j.max())}")
-        if bit.size and int(bit.max()) > 1:
-            raise ValueError(f"hm reports must have bit in {{0, 1}}; got {int(bit.max())}")
+        j, bit = expect_reports(reports, "hm", fields)
         j = j.astype(np.int64)
         plus = np.bincount(j[bit == 1], minlength=width)
         minus = np.bincount(j[bit != 1], minlength=width)
@@ -142,7 +138,7 @@ def hm(epsilon: float, k: int) -> FrequencyOracle:
         return (j.shape[0] + signed) // 2  # exact: n + signed is even
 
     return FrequencyOracle("hm", epsilon, k, keep, 0.5, ceil_log2(width) + 1, encode,
-                           support_counts)
+                           support_counts, fields=fields)
 
 
 # ----------------------------------------------------------------------------------------- HR
@@ -203,6 +199,7 @@ def hr(epsilon: float, k: int) -> HadamardResponseOracle:
     in_set, in_block = e / z, (e + 1) / z  # cumulative: C_x, then the rest of x's block
     outputs = blocks * b
     y_dtype = value_dtype(outputs)
+    fields = (ReportField("value", y_dtype, high=outputs),)
 
     def encode(values: np.ndarray, rng: np.random.Generator) -> Payload:
         v = check_values(values, k, "hr")
@@ -221,11 +218,7 @@ def hr(epsilon: float, k: int) -> HadamardResponseOracle:
         return Payload({"hr/value": y.astype(y_dtype)})
 
     def support_counts(reports: Payload) -> np.ndarray:
-        (y,) = expect_reports(reports, "hr", ("value",))
-        if y.ndim != 1:
-            raise ValueError(f"hr reports must be a [n] array; got shape {y.shape}")
-        if y.size and int(y.max()) >= outputs:
-            raise ValueError(f"hr reports must be in [0, {outputs}); got {int(y.max())}")
+        (y,) = expect_reports(reports, "hr", fields)
         histogram = np.bincount(y.astype(np.int64), minlength=outputs).reshape(blocks, b)
         signed = fwht(histogram)  # [B, b]: row r of block β is S for item β (b-1) + r - 1
         items = np.arange(k)
@@ -233,4 +226,4 @@ def hr(epsilon: float, k: int) -> HadamardResponseOracle:
 
     return HadamardResponseOracle("hr", epsilon, k, math.expm1(epsilon) / z, 0.0,
                                   ceil_log2(outputs), encode, support_counts,
-                                  blocks=blocks, block_size=b)
+                                  fields=fields, blocks=blocks, block_size=b)

@@ -44,6 +44,7 @@ import numpy as np
 
 from lowcomm.analytics.oracle import (
     FrequencyOracle,
+    ReportField,
     ceil_log2,
     check_domain,
     check_epsilon,
@@ -98,6 +99,8 @@ def local_hashing(name: str, epsilon: float, k: int, *, g: int) -> FrequencyOrac
     q_star = p * c + (1 - p) * (1 - c) / (g - 1)
     y_dtype = value_dtype(g)
     items = np.arange(k, dtype=np.uint64)
+    fields = (ReportField("a", np.uint32, low=1, high=PRIME),
+              ReportField("b", np.uint32, high=PRIME), ReportField("y", y_dtype, high=g))
 
     def encode(values: np.ndarray, rng: np.random.Generator) -> Payload:
         v = check_values(values, k, name)
@@ -113,15 +116,7 @@ def local_hashing(name: str, epsilon: float, k: int, *, g: int) -> FrequencyOrac
         return Payload({f"{name}/a": a, f"{name}/b": b, f"{name}/y": y})
 
     def support_counts(reports: Payload) -> np.ndarray:
-        a, b, y = expect_reports(reports, name, ("a", "b", "y"))
-        if a.ndim != 1 or b.ndim != 1 or y.ndim != 1:
-            raise ValueError(f"{name} reports must be [n] arrays; got {a.shape}, {b.shape}, "
-                             f"{y.shape}")
-        if a.size and (int(a.min()) < 1 or int(a.max()) >= PRIME or int(b.max()) >= PRIME):
-            raise ValueError(f"{name} report seeds must have a in [1, {PRIME}) and b in "
-                             f"[0, {PRIME})")
-        if y.size and int(y.max()) >= g:
-            raise ValueError(f"{name} reports must have y in [0, {g}); got {int(y.max())}")
+        a, b, y = expect_reports(reports, name, fields)
         counts = np.zeros(k, dtype=np.int64)
         rows = max(1, _BLOCK_ENTRIES // k)
         for start in range(0, a.shape[0], rows):
@@ -132,4 +127,4 @@ def local_hashing(name: str, epsilon: float, k: int, *, g: int) -> FrequencyOrac
 
     analytic_bits = SEED_BITS + ceil_log2(g)
     return FrequencyOracle(name, epsilon, k, p, q_star, analytic_bits, encode, support_counts,
-                           g=g)
+                           g=g, fields=fields)

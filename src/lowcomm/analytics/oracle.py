@@ -16,13 +16,21 @@ v supports v with probability p*, and supports any other item with probability q
 
 `estimate` returns that unbiased estimate of the *normalised* frequencies (it can be negative or
 above one; no clipping). `variance(n, f)` is the closed form above.
+
+What a valid report is lives here too, driven by what each oracle declares: `fields`, one
+`ReportField` per array (`<name>/<field>`: its exact dtype, its shape per user, the range
+[low, high) of its entries and any further `ReportRule`s, such as SS's strictly increasing
+items). `expect_reports` checks a batch against them and raises naming the first bad value;
+`layout_problem` and `row_problems` say what is wrong without raising, so that a server reading
+reports from the wire (`lowcomm.analytics.wire`) can reject and count them one by one.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
 
 import numpy as np
 
@@ -30,6 +38,45 @@ from lowcomm.core import Payload, deserialize, serialize
 
 EncodeFn = Callable[[np.ndarray, np.random.Generator], Payload]
 CountFn = Callable[[Payload], np.ndarray]
+
+# Why a report is rejected, in the order the checks run; oracles add the reasons of their rules.
+LAYOUT_REASONS = ("wrong_fields", "wrong_dtype", "wrong_shape")
+RANGE_REASON = "out_of_range"
+
+
+@dataclass(frozen=True)
+class ReportRule:
+    """A condition on one field beyond dtype, shape and range. `holds(arr) -> [n] bool` gets the
+    field's `[n, *shape]` array (entries already in range) and says which reports satisfy it;
+    `reason` names the rejection of a report that does not; `says` completes "must have <field>
+    ..." in messages."""
+
+    reason: str
+    says: str
+    holds: Callable[[np.ndarray], np.ndarray]
+
+
+@dataclass(frozen=True)
+class ReportField:
+    """One array of an oracle's reports, `<oracle>/<name>`: exactly `dtype`, shape `[n, *shape]`
+    (n users), every entry in [low, high) (`high=None`: any value of the dtype), and `rules`."""
+
+    name: str
+    dtype: np.dtype
+    shape: tuple[int, ...] = ()
+    low: int = 0
+    high: int | None = None
+    rules: tuple[ReportRule, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "dtype", np.dtype(self.dtype))
+        object.__setattr__(self, "shape", tuple(int(s) for s in self.shape))
+
+    def bounded_below(self) -> bool:
+        return self.low > (np.iinfo(self.dtype).min if self.dtype.kind in "iu" else -math.inf)
+
+    def checks_range(self) -> bool:
+        return self.high is not None or self.bounded_below()
 
 
 @dataclass(frozen=True)
@@ -52,6 +99,13 @@ class FrequencyOracle:
     encode: EncodeFn
     support_counts: CountFn
     g: int | None = None
+    fields: tuple[ReportField, ...] = ()
+
+    def rejection_reasons(self) -> tuple[str, ...]:
+        """Every reason a report of this oracle can be rejected for, in the order checked
+        (`lowcomm.analytics.wire` adds "malformed_bytes" before them)."""
+        rules = tuple(r.reason for f in self.fields for r in f.rules)
+        return (*LAYOUT_REASONS, RANGE_REASON, *dict.fromkeys(rules))
 
     def estimate(self, counts: np.ndarray, n: int) -> np.ndarray:
         """The unbiased estimate of the normalised frequencies `[k]` from support counts."""
@@ -72,16 +126,31 @@ class FrequencyOracle:
 
 @dataclass(frozen=True)
 class Tally:
-    """Support counts `[k]` of `n` reports: what the server keeps while it streams over chunks."""
+    """Support counts `[k]` of `n` accepted reports: what the server keeps while it streams over
+    chunks. `rejected` counts the reports refused by reason (only the wire path,
+    `lowcomm.analytics.wire.aggregate_reports`, rejects; in-process chunks are trusted and a
+    malformed one raises); none of them is in `counts` or `n`."""
 
     counts: np.ndarray  # [k] int64
     n: int
+    rejected: Mapping[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        kept = {reason: int(c) for reason, c in self.rejected.items() if c}
+        object.__setattr__(self, "rejected", MappingProxyType(kept))
+
+    @property
+    def n_rejected(self) -> int:
+        return sum(self.rejected.values())
 
     def merged(self, other: Tally) -> Tally:
         if self.counts.shape != other.counts.shape:
             raise ValueError(f"cannot merge tallies of shapes {self.counts.shape} and "
                              f"{other.counts.shape}")
-        return Tally(self.counts + other.counts, self.n + other.n)
+        rejected = dict(self.rejected)
+        for reason, count in other.rejected.items():
+            rejected[reason] = rejected.get(reason, 0) + count
+        return Tally(self.counts + other.counts, self.n + other.n, rejected)
 
 
 def aggregate(oracle: FrequencyOracle, chunks: Iterable[Payload]) -> Tally:
@@ -195,17 +264,101 @@ def value_dtype(k: int) -> np.dtype:
     return np.dtype(np.uint64)
 
 
-def expect_reports(reports: Payload, name: str, fields: tuple[str, ...]) -> list[np.ndarray]:
-    """The arrays `name/field` of a report batch, or a clear error naming what is missing."""
+def layout_problem(reports: Payload, name: str, fields: tuple[ReportField, ...], *,
+                   users: int | None = None) -> tuple[str, str] | None:
+    """(reason, message) if the arrays of `reports` are not exactly the declared fields with their
+    dtypes and per-user shapes (and `users` reports, if given); None if the layout is right."""
     if not isinstance(reports, Payload):
         raise ValueError(f"{name}: reports must be a Payload; got {type(reports).__name__}")
-    names = [f"{name}/{field}" for field in fields]
+    names = [f"{name}/{f.name}" for f in fields]
     missing = [n for n in names if n not in reports]
     if missing:
-        raise ValueError(f"not {name} reports: missing arrays {missing}; they hold "
-                         f"{sorted(reports)}")
-    num_reports(reports)
-    return [reports[n] for n in names]
+        return ("wrong_fields", f"not {name} reports: missing arrays {missing}; they hold "
+                                f"{sorted(reports)}")
+    extra = sorted(set(reports) - set(names))
+    if extra:
+        return "wrong_fields", f"{name} reports hold unexpected arrays {extra}"
+    for f, array_name in zip(fields, names, strict=True):
+        arr = reports[array_name]
+        if arr.dtype != f.dtype or arr.shape[1:] != f.shape or arr.ndim != 1 + len(f.shape):
+            reason = "wrong_dtype" if arr.dtype != f.dtype else "wrong_shape"
+            declared = ", ".join(["n", *map(str, f.shape)])
+            return (reason, f"{name} reports must have {f.name} as {f.dtype} [{declared}]; got "
+                            f"{arr.dtype} {list(arr.shape)}")
+    lengths = {reports[n].shape[0] for n in names}
+    if len(lengths) > 1:
+        return "wrong_shape", f"{name} reports must hold arrays with the users on axis 0; got " \
+                              f"{reports!r}"
+    if users is not None and lengths != {users}:
+        return "wrong_shape", f"{name}: expected {users} report(s); got {lengths.pop()}"
+    return None
+
+
+def _row_checks(fields: tuple[ReportField, ...]):
+    """(reason, field, rule or None for the range) in the order reports are checked."""
+    for f in fields:
+        if f.checks_range():
+            yield RANGE_REASON, f, None
+    for f in fields:
+        for rule in f.rules:
+            yield rule.reason, f, rule
+
+
+def _failing(arr: np.ndarray, f: ReportField, rule: ReportRule | None) -> np.ndarray:
+    """[n] bool: the reports (rows of `arr`) that fail one check."""
+    if rule is not None:
+        return ~np.asarray(rule.holds(arr), dtype=bool)
+    bad = np.zeros(arr.shape, dtype=bool)
+    if f.bounded_below():
+        bad |= arr < f.low
+    if f.high is not None:
+        bad |= arr >= f.high
+    return bad.reshape(arr.shape[0], -1).any(axis=1)
+
+
+def row_problems(reports: Payload, name: str, fields: tuple[ReportField, ...]) -> np.ndarray:
+    """[n] int8 for reports of the right layout: 0 where a report is valid, else 1 + the index of
+    the first check it fails in `_row_checks` order (ranges first, then the rules), so every bad
+    report is counted once, under its first fault."""
+    n = reports[f"{name}/{fields[0].name}"].shape[0] if fields else 0
+    codes = np.zeros(n, dtype=np.int8)
+    for code, (_, f, rule) in enumerate(_row_checks(fields), start=1):
+        unset = codes == 0
+        if not unset.any():
+            break
+        arr = reports[f"{name}/{f.name}"]
+        codes[unset] = np.where(_failing(arr[unset], f, rule), code, 0)
+    return codes
+
+
+def row_reason(fields: tuple[ReportField, ...], code: int) -> str:
+    """The rejection reason of a nonzero code of `row_problems`."""
+    return list(_row_checks(fields))[code - 1][0]
+
+
+def expect_reports(reports: Payload, name: str, fields: tuple[ReportField, ...]
+                   ) -> list[np.ndarray]:
+    """The arrays `name/field` of a report batch that is valid for the declared fields, or a
+    ValueError naming the first problem (and the first bad value)."""
+    problem = layout_problem(reports, name, fields)
+    if problem is not None:
+        raise ValueError(problem[1])
+    codes = row_problems(reports, name, fields)
+    bad = np.flatnonzero(codes)
+    if bad.size:
+        i = int(bad[0])
+        _, f, rule = list(_row_checks(fields))[codes[i] - 1]
+        row = reports[f"{name}/{f.name}"][i]
+        if rule is None:
+            flat = np.atleast_1d(row).ravel()
+            value = flat[int(np.flatnonzero(_failing(flat[:, None], f, None))[0])]
+            high = f.high if f.high is not None else (
+                np.iinfo(f.dtype).max + 1 if f.dtype.kind in "iu" else "inf")
+            raise ValueError(f"{name} reports must have {f.name} in [{f.low}, {high}); got "
+                             f"{value} (report {i}; {bad.size} bad reports)")
+        raise ValueError(f"{name} reports must have {f.name} {rule.says}; report {i} has "
+                         f"{np.asarray(row).tolist()} ({bad.size} bad reports)")
+    return [reports[f"{name}/{f.name}"] for f in fields]
 
 
 def ceil_log2(x: int) -> int:

@@ -48,6 +48,8 @@ import numpy as np
 
 from lowcomm.analytics.oracle import (
     FrequencyOracle,
+    ReportField,
+    ReportRule,
     ceil_log2,
     check_domain,
     check_epsilon,
@@ -120,6 +122,10 @@ def ss(epsilon: float, k: int, *, subset_size: int | None = None) -> FrequencyOr
     dtype = value_dtype(k)
     floyd = omega * omega <= k - 1  # small subsets: O(ω²) per user beats O(k)
     rows_per_block = max(1, _BLOCK_KEYS // (omega if floyd else k - 1))
+    sorted_set = ReportRule("unsorted_items", "as strictly increasing items (a sorted set of "
+                            f"{omega} distinct items)",
+                            lambda items: (np.diff(items.astype(np.int64), axis=1) > 0).all(axis=1))
+    fields = (ReportField("items", dtype, (omega,), high=k, rules=(sorted_set,)),)
 
     def encode(values: np.ndarray, rng: np.random.Generator) -> Payload:
         v = check_values(values, k, "ss")
@@ -140,22 +146,8 @@ def ss(epsilon: float, k: int, *, subset_size: int | None = None) -> FrequencyOr
         return Payload({"ss/items": items})
 
     def support_counts(reports: Payload) -> np.ndarray:
-        (items,) = expect_reports(reports, "ss", ("items",))
-        if items.ndim != 2 or items.shape[1] != omega or items.dtype.kind not in "iu":
-            raise ValueError(f"ss reports must be integer [n, {omega}] (ω = {omega}); got "
-                             f"{items.dtype} {items.shape}")
-        if items.size:
-            low, high = int(items.min()), int(items.max())
-            if low < 0 or high >= k:
-                raise ValueError(f"ss report items must be in [0, {k}); got "
-                                 f"{low if low < 0 else high}")
-            ordered = np.sort(items, axis=1)
-            repeated = np.flatnonzero((ordered[:, 1:] == ordered[:, :-1]).any(axis=1))
-            if repeated.size:
-                i = int(repeated[0])
-                raise ValueError(f"ss reports must hold {omega} distinct items; report {i} "
-                                 f"repeats an item: {items[i].tolist()[:16]}")
+        (items,) = expect_reports(reports, "ss", fields)
         return np.bincount(items.ravel().astype(np.int64), minlength=k).astype(np.int64)
 
     return FrequencyOracle("ss", epsilon, k, keep, q, omega * ceil_log2(k), encode,
-                           support_counts)
+                           support_counts, fields=fields)

@@ -28,6 +28,8 @@ import numpy as np
 
 from lowcomm.analytics.oracle import (
     FrequencyOracle,
+    ReportField,
+    ReportRule,
     check_domain,
     check_epsilon,
     check_rng,
@@ -75,6 +77,11 @@ def _unary(name: str, epsilon: float, k: int, p: float, q: float) -> FrequencyOr
     k = check_domain(k, max_k=1 << 31)
     width_nbytes = -(-k // 8)
     rows_per_block = max(1, _BLOCK_BITS // k)
+    spare = 8 * width_nbytes - k  # padding bits at the top of the last byte, always 0
+    rules = () if not spare else (ReportRule(
+        "padding_bits", f"with the {spare} padding bit(s) above bit {k - 1} clear",
+        lambda packed: (packed[:, -1] >> (8 - spare)) == 0),)
+    fields = (ReportField("bits", np.uint8, (width_nbytes,), rules=rules),)
 
     def encode(values: np.ndarray, rng: np.random.Generator) -> Payload:
         v = check_values(values, k, name)
@@ -90,10 +97,7 @@ def _unary(name: str, epsilon: float, k: int, p: float, q: float) -> FrequencyOr
         return Payload({f"{name}/bits": packed})
 
     def support_counts(reports: Payload) -> np.ndarray:
-        (packed,) = expect_reports(reports, name, ("bits",))
-        if packed.ndim != 2 or packed.shape[1] != width_nbytes or packed.dtype != np.uint8:
-            raise ValueError(f"{name} reports must be uint8 [n, {width_nbytes}]; got "
-                             f"{packed.dtype} {packed.shape}")
+        (packed,) = expect_reports(reports, name, fields)
         counts = np.zeros(k, dtype=np.int64)
         for start in range(0, packed.shape[0], rows_per_block):
             block = packed[start : start + rows_per_block]
@@ -101,4 +105,4 @@ def _unary(name: str, epsilon: float, k: int, p: float, q: float) -> FrequencyOr
             counts += bits.sum(axis=0, dtype=np.int64)
         return counts
 
-    return FrequencyOracle(name, epsilon, k, p, q, k, encode, support_counts)
+    return FrequencyOracle(name, epsilon, k, p, q, k, encode, support_counts, fields=fields)

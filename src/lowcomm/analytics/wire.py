@@ -1,0 +1,109 @@
+"""Reports as they arrive from users: bytes, one serialized report per user, checked one by one.
+
+Client side, `user_reports(reports)` yields what each user of an encoded batch sends: the bytes
+of `serialize(single_report(reports, i))`, a batch of one in the `lowcomm.core` wire format (its
+arrays keep the user axis, of length 1). Server side, `aggregate_reports(oracle, stream)` reads
+any iterable of such byte strings (a list, a socket reader, a generator over a file) and, for
+each one, either accepts it or rejects it under the first reason that applies:
+
+    malformed_bytes   not a well-formed payload: truncated, corrupted (CRC), another magic or
+                      version, or oversized (more than `max_report_nbytes`)
+    wrong_fields      its arrays are not exactly the oracle's declared fields (`<name>/<field>`)
+    wrong_dtype       an array has another dtype than declared
+    wrong_shape       another shape per user, or not exactly one report in the payload
+    out_of_range      an entry outside the field's declared range [low, high)
+    <rule reason>     a further rule of the oracle fails (SS: "unsorted_items"; OUE/SUE:
+                      "padding_bits")
+
+The checks are the oracle's own declaration (`FrequencyOracle.fields`, validated by the
+generic code in `lowcomm.analytics.oracle`), so an oracle defines what a valid report is once,
+for its in-process `support_counts` and for the wire alike. Accepted reports are buffered and
+counted in batches of `batch_size` (vectorized range and rule checks, then `support_counts`),
+so memory is one batch plus the `[k]` counts, whatever the length of the stream. The result is
+a `Tally` whose `counts` and `n` hold the accepted reports only and whose `rejected` maps each
+reason that refused at least one report to how many it refused: a malformed report is never
+mixed in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+
+import numpy as np
+
+from lowcomm.analytics.oracle import (
+    FrequencyOracle,
+    Tally,
+    layout_problem,
+    num_reports,
+    row_problems,
+    row_reason,
+    single_report,
+)
+from lowcomm.core import Payload, deserialize, serialize
+
+MALFORMED = "malformed_bytes"
+
+
+def user_reports(reports: Payload) -> Iterator[bytes]:
+    """The bytes each user of a report batch sends, in user order (one serialized report each)."""
+    for index in range(num_reports(reports)):
+        yield serialize(single_report(reports, index))
+
+
+def report_nbytes(oracle: FrequencyOracle) -> int:
+    """The serialized length of one valid report of `oracle` (every valid report has it: each
+    field has a fixed dtype and per-user shape)."""
+    if not oracle.fields:
+        raise ValueError(f"{oracle.name} declares no report fields; it cannot read reports "
+                         "from the wire")
+    return Payload({f"{oracle.name}/{f.name}": np.zeros((1, *f.shape), dtype=f.dtype)
+                    for f in oracle.fields}).nbytes
+
+
+def aggregate_reports(oracle: FrequencyOracle, stream: Iterable[bytes], *,
+                      batch_size: int = 4096, max_report_nbytes: int | None = None) -> Tally:
+    """Support counts of the valid reports of `stream` (one user's serialized report per item);
+    the others are rejected and counted by reason (module docstring). `max_report_nbytes`
+    (default: 4 x the valid size + 1 KiB) bounds what is parsed at all."""
+    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+        raise ValueError(f"batch_size must be an integer >= 1; got {batch_size!r}")
+    valid_nbytes = report_nbytes(oracle)  # raises for an oracle that declares no fields
+    limit = 4 * valid_nbytes + 1024 if max_report_nbytes is None else max_report_nbytes
+    name, fields = oracle.name, oracle.fields
+    counts = np.zeros(oracle.k, dtype=np.int64)
+    rejected = dict.fromkeys((MALFORMED, *oracle.rejection_reasons()), 0)
+    accepted = 0
+    pending: list[Payload] = []
+
+    def flush() -> None:
+        nonlocal accepted
+        batch = Payload({f"{name}/{f.name}": np.concatenate([p[f"{name}/{f.name}"]
+                                                             for p in pending])
+                         for f in fields})
+        codes = row_problems(batch, name, fields)  # [batch] 0 = valid
+        for code, count in zip(*np.unique(codes[codes > 0], return_counts=True), strict=True):
+            rejected[row_reason(fields, int(code))] += int(count)
+        valid = codes == 0
+        counts[:] += oracle.support_counts(Payload({m: a[valid] for m, a in batch.items()}))
+        accepted += int(valid.sum())
+        pending.clear()
+
+    for data in stream:
+        if not isinstance(data, bytes | bytearray | memoryview):
+            raise TypeError(f"a report stream yields bytes; got {type(data).__name__}")
+        try:
+            payload = deserialize(data, max_nbytes=limit)
+        except ValueError:
+            rejected[MALFORMED] += 1
+            continue
+        problem = layout_problem(payload, name, fields, users=1)
+        if problem is not None:
+            rejected[problem[0]] += 1
+            continue
+        pending.append(payload)
+        if len(pending) == batch_size:
+            flush()
+    if pending:
+        flush()
+    return Tally(counts, accepted, rejected)
