@@ -3,9 +3,13 @@
 What is counted (the convention of `torch.utils.flop_counter.FlopCounterMode`, torch 2.13):
 matrix multiplies (`mm`, `addmm`, `bmm`, `baddbmm`), convolutions and their backward, and
 scaled-dot-product attention, at 2 FLOPs per multiply-accumulate. Bias additions, activations,
-pooling, normalisation, softmax, the loss and optimizer updates count as zero. lowcomm adds one
-formula the counter lacks: the fused CPU LSTM layer (`aten.mkldnn_rnn_layer` and its backward),
-counted with the same 2-FLOPs-per-MAC rule over its input and recurrent matmuls.
+pooling, normalisation, softmax, the loss and optimizer updates count as zero. lowcomm adds two
+formulas the counter lacks: the fused CPU LSTM layer (`aten.mkldnn_rnn_layer` and its backward),
+counted with the same 2-FLOPs-per-MAC rule over its input and recurrent matmuls, and the CPU
+flash-attention kernel (`aten._scaled_dot_product_flash_attention_for_cpu` and its backward,
+where `scaled_dot_product_attention` lands on CPU), counted with the counter's own formula for
+the other attention kernels: the two T×T matmuls (four plus a recomputation backward) over the
+full square, i.e. a causal mask is *not* discounted.
 
 Counting runs under `FakeTensorMode`, so no real arithmetic happens (tens of milliseconds per
 shape); the result is multiplied by the number of steps of that shape.
@@ -18,7 +22,7 @@ from collections.abc import Callable, Hashable
 import torch
 from torch import nn
 from torch._subclasses.fake_tensor import FakeTensorMode
-from torch.utils.flop_counter import FlopCounterMode
+from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
 
 COUNTED_OPS = "matmul/conv/attention (+ fused LSTM layers), 2 FLOPs per multiply-accumulate"
 
@@ -41,9 +45,21 @@ def _mkldnn_rnn_layer_backward_flops(input, weight1, weight2, *args, out_shape=N
     return 2 * _lstm_layer_forward_flops(input, weight1, weight2)
 
 
+def _cpu_flash_attention_flops(query, key, value, *args, out_shape=None, **kwargs) -> int:
+    return sdpa_flop_count(query, key, value)
+
+
+def _cpu_flash_attention_backward_flops(grad_out, query, key, value, *args, out_shape=None,
+                                        **kwargs) -> int:
+    return sdpa_backward_flop_count(grad_out, query, key, value)
+
+
 _CUSTOM_FORMULAS = {
     _aten.mkldnn_rnn_layer: _mkldnn_rnn_layer_flops,
     _aten.mkldnn_rnn_layer_backward: _mkldnn_rnn_layer_backward_flops,
+    _aten._scaled_dot_product_flash_attention_for_cpu: _cpu_flash_attention_flops,
+    _aten._scaled_dot_product_flash_attention_for_cpu_backward:
+        _cpu_flash_attention_backward_flops,
 }
 
 
@@ -54,7 +70,11 @@ def count_flops(
     input_dtype: torch.dtype,
     kind: str,
 ) -> int:
-    """FLOPs of one forward ('eval') or forward + cross-entropy + backward ('train') step."""
+    """FLOPs of one forward ('eval') or forward + cross-entropy + backward ('train') step.
+
+    The training targets have the logits' shape without the class dimension (dimension 1):
+    `[B]` for `[B, classes]` logits, `[B, T]` for a sequence model's `[B, classes, T]`.
+    """
     if kind not in ("train", "eval"):
         raise ValueError(f"kind must be 'train' or 'eval'; got {kind!r}")
     if not batch_shape or batch_shape[0] < 1:
@@ -62,10 +82,11 @@ def count_flops(
     with FakeTensorMode():
         model = build()
         x = torch.zeros(batch_shape, dtype=input_dtype)  # token ids 0 are valid for embeddings
-        y = torch.zeros(batch_shape[0], dtype=torch.long)
         with FlopCounterMode(display=False, custom_mapping=_CUSTOM_FORMULAS) as counter:
             if kind == "train":
-                nn.functional.cross_entropy(model(x), y).backward()
+                logits = model(x)
+                y = torch.zeros((logits.shape[0], *logits.shape[2:]), dtype=torch.long)
+                nn.functional.cross_entropy(logits, y).backward()
             else:
                 with torch.no_grad():
                     model(x)

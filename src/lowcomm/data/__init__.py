@@ -7,7 +7,10 @@
 - procedural data: `synthetic` (FedProx's Synthetic(α, β), a million clients are fine);
 - bundled real data (offline, inside installed packages): `digits`, `mnist_subset`, `mnist1d`;
 - real data from a data directory: `mnist`, `fashion_mnist`, `femnist`, `shakespeare`, with
-  `resolve_data_dir` and `DataDirError`.
+  `resolve_data_dir` and `DataDirError`;
+- character corpora for language models (`TextCorpus`): `python_docs` (embedded, no data
+  directory) and `tiny_shakespeare` (data directory), with `shard_text` (one contiguous shard per
+  worker), `sample_windows` (random training windows) and `eval_windows` (fixed validation ones).
 """
 
 from lowcomm.data.bundled import digits, mnist1d, mnist_subset
@@ -22,14 +25,24 @@ from lowcomm.data.files import (
 )
 from lowcomm.data.partition import dirichlet, iid, label_skew, natural, quantity_skew, shards
 from lowcomm.data.synthetic import synthetic
+from lowcomm.data.text import (
+    TextCorpus,
+    eval_windows,
+    python_docs,
+    sample_windows,
+    shard_text,
+    tiny_shakespeare,
+)
 
 __all__ = [
     "CentralDataset",
     "ClientData",
     "DataDirError",
     "FederatedDataset",
+    "TextCorpus",
     "digits",
     "dirichlet",
+    "eval_windows",
     "fashion_mnist",
     "federate",
     "femnist",
@@ -39,9 +52,13 @@ __all__ = [
     "mnist1d",
     "mnist_subset",
     "natural",
+    "python_docs",
     "quantity_skew",
     "resolve_data_dir",
+    "sample_windows",
     "shakespeare",
+    "shard_text",
     "shards",
     "synthetic",
+    "tiny_shakespeare",
 ]

@@ -49,7 +49,7 @@ def init_params(spec: ModelSpec, *, seed: int) -> tuple[ModelFn, torch.Tensor]:
     return ModelFn(module, layout), flat
 
 
-def _check_positive(**values: int) -> None:
+def check_positive(**values: int) -> None:
     for name, value in values.items():
         if value < 1:
             raise ValueError(f"{name} must be >= 1; got {value}")
@@ -57,7 +57,7 @@ def _check_positive(**values: int) -> None:
 
 def logistic_regression(input_shape: tuple[int, ...], num_classes: int) -> ModelSpec:
     """Multinomial logistic regression: one linear layer on the flattened input."""
-    _check_positive(num_classes=num_classes, features=math.prod(input_shape))
+    check_positive(num_classes=num_classes, features=math.prod(input_shape))
     features = math.prod(input_shape)
     return ModelSpec(
         key=f"logreg({features}->{num_classes})",
@@ -70,7 +70,7 @@ def mlp_2nn(input_shape: tuple[int, ...], num_classes: int, *, hidden: int = 200
     """The "2NN" of McMahan et al. 2017: two hidden layers of 200 ReLU units (199,210 params
     on MNIST)."""
     features = math.prod(input_shape)
-    _check_positive(num_classes=num_classes, features=features, hidden=hidden)
+    check_positive(num_classes=num_classes, features=features, hidden=hidden)
     return ModelSpec(
         key=f"mlp_2nn({features}->{hidden}x2->{num_classes})",
         build=lambda: nn.Sequential(
@@ -90,7 +90,7 @@ def _two_conv_cnn(name: str, input_shape: tuple[int, ...], num_classes: int,
             "input_shape must be (channels, side, side) with side divisible by 4; "
             f"got {input_shape}"
         )
-    _check_positive(num_classes=num_classes)
+    check_positive(num_classes=num_classes)
     channels, side = input_shape[0], input_shape[1]
 
     def build() -> nn.Module:
@@ -136,7 +136,7 @@ def char_lstm(vocab_size: int, *, seq_len: int = 80, embed_dim: int = 8, hidden:
               layers: int = 2) -> ModelSpec:
     """The LEAF/FedAvg Shakespeare model: 8-dim character embedding, two LSTM layers of 256
     units, next-character softmax (McMahan et al. 2017; Caldas et al. 2018)."""
-    _check_positive(vocab_size=vocab_size, seq_len=seq_len, embed_dim=embed_dim, hidden=hidden,
+    check_positive(vocab_size=vocab_size, seq_len=seq_len, embed_dim=embed_dim, hidden=hidden,
                     layers=layers)
     return ModelSpec(
         key=f"char_lstm(v{vocab_size},e{embed_dim},h{hidden}x{layers})",
