@@ -32,7 +32,7 @@ def test_shapes_names_and_parameter_count(tiny):
     names = model.layout.names
     assert names[:2] == ("embed.tokens.weight", "embed.positions.weight")
     assert names[-4:] == ("head.norm.weight", "head.norm.bias", "head.out.weight", "head.out.bias")
-    assert [block_of(n) for n in names] == [None, None, *[0] * 12, *[1] * 12, None, None, None, None]
+    assert [block_of(n) for n in names] == [None] * 2 + [0] * 12 + [1] * 12 + [None] * 4
     per_block = 12 * W * W + 13 * W
     assert params.numel() == spec.num_params() == V * W + T * W + L * per_block + 2 * W + V * W + V
     assert char_transformer(65).num_params() == 421_697  # the documented default at V = 65
