@@ -5,6 +5,8 @@
 - partitioners (`iid`, `dirichlet`, `shards`, `quantity_skew`, `natural`) and the `label_skew`
   metric;
 - procedural data: `synthetic` (FedProx's Synthetic(α, β), a million clients are fine);
+- item streams for frequency estimation (`ItemStream`, in chunks): `zipf_items`, `spike_items`,
+  and `basket_items` (one seeded item per real market basket), with `read_baskets`;
 - bundled real data (offline, inside installed packages): `digits`, `mnist_subset`, `mnist1d`;
 - real data from a data directory: `mnist`, `fashion_mnist`, `femnist`, `shakespeare`, with
   `resolve_data_dir` and `DataDirError`;
@@ -23,6 +25,7 @@ from lowcomm.data.files import (
     resolve_data_dir,
     shakespeare,
 )
+from lowcomm.data.items import ItemStream, basket_items, read_baskets, spike_items, zipf_items
 from lowcomm.data.partition import dirichlet, iid, label_skew, natural, quantity_skew, shards
 from lowcomm.data.synthetic import synthetic
 from lowcomm.data.text import (
@@ -39,7 +42,9 @@ __all__ = [
     "ClientData",
     "DataDirError",
     "FederatedDataset",
+    "ItemStream",
     "TextCorpus",
+    "basket_items",
     "digits",
     "dirichlet",
     "eval_windows",
@@ -54,11 +59,14 @@ __all__ = [
     "natural",
     "python_docs",
     "quantity_skew",
+    "read_baskets",
     "resolve_data_dir",
     "sample_windows",
     "shakespeare",
     "shard_text",
     "shards",
+    "spike_items",
     "synthetic",
     "tiny_shakespeare",
+    "zipf_items",
 ]
