@@ -122,9 +122,9 @@ def char_transformer(vocab_size: int, *, seq_len: int = 64, layers: int = 2, wid
                      heads: int = 4, mlp_ratio: int = 4) -> ModelSpec:
     """A decoder-only causal character transformer (see the module docstring for its layout).
 
-    Parameters: V·W + T·W + layers·(12W² + 13W) + 2W + V·W + V at `mlp_ratio` 4 (mW replaces
-    4W otherwise); 431,329 at V=65 and the defaults. Input `[B, T]` int64 with T <= seq_len;
-    output `[B, vocab, T]`.
+    Parameters: V·W + T·W + layers·((4 + 2m)W² + (9 + m)W) + 2W + V·W + V with m = `mlp_ratio`
+    (12W² + 13W per block at m = 4): 421,697 at V=65 and the defaults, 431,463 at V=103.
+    Input `[B, T]` int64 with T <= seq_len; output `[B, vocab, T]`.
     """
     check_positive(vocab_size=vocab_size, seq_len=seq_len, layers=layers, width=width,
                    heads=heads, mlp_ratio=mlp_ratio)
