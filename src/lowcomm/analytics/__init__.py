@@ -1,12 +1,15 @@
 """Federated analytics under local differential privacy: frequency oracles (see docs/analytics.md).
 
-Every oracle is a `FrequencyOracle` built by a lowercase factory: `grr`, `oue`, `sue`, `olh`,
+Every oracle but full RAPPOR is a `FrequencyOracle` built by a lowercase factory: `grr`, `oue`, `sue`, `olh`,
 `blh`, `hm`, `hr`, `ss`. Users are encoded all at once from an explicit numpy Generator;
 reports are `Payload`s; support counts of chunks add up (`aggregate`); `estimate` is unbiased;
 `variance` is the closed form; `report_bits` measures one serialized report beside the paper's
 bit count. Each oracle declares its report `fields` (`ReportField`, `ReportRule`); from them
 `aggregate_reports` reads reports as bytes from users (`user_reports`), rejecting and counting
 the malformed ones one by one (`lowcomm.analytics.wire`).
+
+Full RAPPOR (`rappor`: Bloom filter, memoized permanent and instantaneous randomized response,
+cohorts, regression decoding) is not a pure protocol and has its own `RapporOracle`.
 
 Federated ROC and PR curves (Xu and Cormode) are in `lowcomm.analytics.roc` (see docs/roc.md).
 """
@@ -25,6 +28,8 @@ from lowcomm.analytics.oracle import (
     report_bits,
     single_report,
 )
+from lowcomm.analytics.rappor import RapporOracle, RapporTally, rappor
+from lowcomm.analytics.rappor_decode import RapporDecoding
 from lowcomm.analytics.subset import ss
 from lowcomm.analytics.unary import oue, sue
 from lowcomm.analytics.wire import aggregate_reports, user_reports
@@ -32,6 +37,9 @@ from lowcomm.analytics.wire import aggregate_reports, user_reports
 __all__ = [
     "FrequencyOracle",
     "HadamardResponseOracle",
+    "RapporDecoding",
+    "RapporOracle",
+    "RapporTally",
     "ReportBits",
     "ReportField",
     "ReportRule",
@@ -46,6 +54,7 @@ __all__ = [
     "num_reports",
     "olh",
     "oue",
+    "rappor",
     "report_bits",
     "single_report",
     "ss",
