@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from tests.analytics.oracle_trials import skewed_values
 
-from lowcomm.analytics import RapporTally, rappor, report_bits, single_report, sue
+from lowcomm.analytics import rappor, report_bits, single_report, sue
 from lowcomm.core import Payload, deserialize, numpy_rng, serialize
 
 PAPER_EPSILON = 4 * math.log(3)  # f = 1/2 with h = 2, the paper's running example
@@ -253,7 +253,7 @@ def test_report_bits_measured_beside_the_analytic_bits():
 
 
 def test_pinned_hashes_and_permanent_bits_match_plain_loops():
-    from lowcomm.analytics.rappor import bloom_hash_seeds
+    from lowcomm.analytics.rappor_hash import bloom_hash_seeds
 
     mask, gamma, prime = (1 << 64) - 1, 0x9E3779B97F4A7C15, (1 << 31) - 1
 

@@ -46,7 +46,7 @@ def test_impossible_bloom_and_response_parameters_are_named(kwargs, message):
 
 
 def test_an_epsilon_beyond_the_prr_resolution_is_refused():
-    with pytest.raises(ValueError, match="epsilon = 100.0 with num_hashes = 2 gives f/2"):
+    with pytest.raises(ValueError, match=r"epsilon = 100\.0 with num_hashes = 2 gives f/2"):
         rappor(100.0, 16)
     assert rappor(80.0, 16).f > 0  # 2h ln(2/f - 1) = 80 still resolves
 

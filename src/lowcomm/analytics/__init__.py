@@ -1,6 +1,6 @@
 """Federated analytics under local differential privacy: frequency oracles (see docs/analytics.md).
 
-Every oracle but full RAPPOR is a `FrequencyOracle` built by a lowercase factory: `grr`, `oue`, `sue`, `olh`,
+Every oracle is a `FrequencyOracle` built by a lowercase factory: `grr`, `oue`, `sue`, `olh`,
 `blh`, `hm`, `hr`, `ss`. Users are encoded all at once from an explicit numpy Generator;
 reports are `Payload`s; support counts of chunks add up (`aggregate`); `estimate` is unbiased;
 `variance` is the closed form; `report_bits` measures one serialized report beside the paper's
@@ -8,8 +8,9 @@ bit count. Each oracle declares its report `fields` (`ReportField`, `ReportRule`
 `aggregate_reports` reads reports as bytes from users (`user_reports`), rejecting and counting
 the malformed ones one by one (`lowcomm.analytics.wire`).
 
-Full RAPPOR (`rappor`: Bloom filter, memoized permanent and instantaneous randomized response,
-cohorts, regression decoding) is not a pure protocol and has its own `RapporOracle`.
+The exception is full RAPPOR (`rappor`: Bloom filter, cohorts, memoized permanent and
+instantaneous randomized response, regression decoding), which is not a pure protocol and has
+its own `RapporOracle` with `RapporTally` counts and a `RapporDecoding` result.
 
 Federated ROC and PR curves (Xu and Cormode) are in `lowcomm.analytics.roc` (see docs/roc.md).
 """

@@ -24,21 +24,8 @@ Two values differ in at most 2h bits of B, so (paper, Theorems 1 and 2)
 q = 3/4 (so f = 1/2 at ε∞ = 4 ln 3, ε_1 = 1.0743), 16 bits and 64 cohorts are those of the
 authors' client library (google/rappor, client/python/rappor.py `Params`).
 
-Memoization. The paper memoizes B' per (user, value) on the device. Here B' is a pure function
-of an explicit secret `prr_seed`, the user id and the value, evaluated by a counter-based hash
-(vectorized, nothing stored): the same user reporting the same value again reuses its B', in any
-batch and any order; only the IRR draws from the `rng` passed to `encode`. With splitmix64's
-finalizer `mix` (S. Vigna's splitmix64.c; Steele, Lea, Flood, OOPSLA 2014) and γ = 0x9E37...7C15,
-all arithmetic mod 2^64:
-
-    s = mix(prr_seed + γ);  key(u) = mix(s ^ mix(u + γ));  key(u, v) = mix(key(u) ^ mix(v + 2γ))
-    cohort(u) = ((mix(key(u) ^ 0xC0) >> 32) · m) >> 32            (uniform up to m / 2^32)
-    U_i = (mix(key(u, v) + (i + 1) γ) >> 11) / 2^53:   B'_i = 1 if U_i < f/2, 0 if U_i < f, else B_i.
-
-Bloom hashes (pinned, public, seeded per cohort j and hash t): with P = 2^31 - 1 and x = 2^16 j + t,
-a_{j,t} = 1 + mix(0xB100 + (2x + 1) γ) mod (P - 1), b_{j,t} = mix(0xB100 + (2x + 2) γ) mod P, and
-H_{j,t}(v) = ((a v + b) mod P) mod num_bits (the Carter-Wegman family of OLH). Two hashes may hit
-one bit; the filter then has fewer than h ones, which only lowers the privacy loss.
+The PRR is memoized per (user, value) as a pure function of an explicit secret `prr_seed`, the
+user id and the value; the Bloom hashes are pinned and seeded per cohort (`rappor_hash.py`).
 
 Bits: analytic `num_bits` (the report S, as the paper counts it). The payload also carries the
 cohort id (⌈log2 m⌉ bits of information, `cohort_bits`) in the narrowest unsigned integer, and S
@@ -64,52 +51,26 @@ from lowcomm.analytics.oracle import (
     num_reports,
     value_dtype,
 )
-from lowcomm.analytics.rappor_decode import RapporDecoding, decode, least_squares
+from lowcomm.analytics.rappor_decode import (
+    RapporDecoding,
+    RapporTally,
+    check_tally,
+    decode,
+    least_squares,
+)
+from lowcomm.analytics.rappor_hash import (
+    bloom_hash_seeds,
+    check_int,
+    check_users,
+    cohorts_from_keys,
+    prr_uniforms,
+    user_keys,
+)
 from lowcomm.analytics.unary import bernoulli
 from lowcomm.core import Payload
 
-_U64 = (1 << 64) - 1
-_GAMMA = np.uint64(0x9E3779B97F4A7C15)  # splitmix64's increment
-_TWO_GAMMA = np.uint64((2 * 0x9E3779B97F4A7C15) & _U64)
 _BLOCK_ENTRIES = 1 << 20  # users x bits per block: the PRR's uint64 uniforms stay near 8 MiB
 _MIN_HALF_F = 2.0**-30  # f/2 must be far above the 2^-53 resolution of the PRR's uniforms
-
-
-def mix64(x: np.ndarray) -> np.ndarray:
-    """splitmix64's finalizer, elementwise on uint64 (wrapping arithmetic)."""
-    z = np.asarray(x, dtype=np.uint64)
-    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    return z ^ (z >> np.uint64(31))
-
-
-def bloom_hash_seeds(cohorts: int, num_hashes: int) -> np.ndarray:
-    """The pinned (a, b) of every cohort and hash, `[cohorts, num_hashes, 2]` uint32."""
-    x = (np.arange(cohorts, dtype=np.uint64)[:, None] << np.uint64(16)) \
-        + np.arange(num_hashes, dtype=np.uint64)[None, :]  # [c, h]
-    a = np.uint64(1) + mix64(np.uint64(0xB100) + (np.uint64(2) * x + np.uint64(1)) * _GAMMA) \
-        % np.uint64(PRIME - 1)
-    b = mix64(np.uint64(0xB100) + (np.uint64(2) * x + np.uint64(2)) * _GAMMA) % np.uint64(PRIME)
-    return np.stack([a, b], axis=-1).astype(np.uint32)
-
-
-@dataclass(frozen=True)
-class RapporTally:
-    """What the server keeps while streaming: c_ij = `counts[j, i]`, the reports of cohort j
-    with bit i set, and N_j = `cohort_n[j]`, the reports of cohort j. Chunks add up."""
-
-    counts: np.ndarray  # [cohorts, num_bits] int64
-    cohort_n: np.ndarray  # [cohorts] int64
-
-    @property
-    def n(self) -> int:
-        return int(self.cohort_n.sum())
-
-    def merged(self, other: RapporTally) -> RapporTally:
-        if self.counts.shape != other.counts.shape:
-            raise ValueError(f"cannot merge RAPPOR tallies of shapes {self.counts.shape} and "
-                             f"{other.counts.shape}")
-        return RapporTally(self.counts + other.counts, self.cohort_n + other.cohort_n)
 
 
 @dataclass(frozen=True)
@@ -193,24 +154,6 @@ class RapporOracle:
         return decode(self, tally, alpha=alpha)
 
 
-def check_tally(oracle: RapporOracle, tally: RapporTally) -> tuple[np.ndarray, np.ndarray]:
-    shape = (oracle.cohorts, oracle.num_bits)
-    if not isinstance(tally, RapporTally) or tally.counts.shape != shape \
-            or tally.cohort_n.shape != (oracle.cohorts,):
-        got = (tally.counts.shape, tally.cohort_n.shape) if isinstance(tally, RapporTally) \
-            else type(tally).__name__
-        raise ValueError(f"rappor: need a RapporTally of counts {shape} and cohort_n "
-                         f"({oracle.cohorts},); got {got}")
-    return tally.counts.astype(np.float64), tally.cohort_n.astype(np.float64)
-
-
-def _check_int(value: object, name: str, low: int, high: int) -> int:
-    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) \
-            or not low <= value <= high:
-        raise ValueError(f"{name} must be an integer in [{low}, {high}]; got {value!r}")
-    return int(value)
-
-
 def _check_probability(value: object, name: str) -> float:
     if not isinstance(value, (int, float, np.integer, np.floating)) or isinstance(value, bool) \
             or not 0.0 <= value <= 1.0:
@@ -223,9 +166,9 @@ def rappor(epsilon: float, k: int, *, num_bits: int = 16, num_hashes: int = 2,
     """Full RAPPOR at ε∞ = `epsilon` over the candidates [0, k) (module docstring)."""
     epsilon = check_epsilon(epsilon)
     k = check_domain(k, max_k=PRIME)
-    m = _check_int(num_bits, "num_bits (Bloom filter bits)", 1, 1 << 16)
-    h = _check_int(num_hashes, "num_hashes (Bloom hash functions)", 1, m)
-    c = _check_int(cohorts, "cohorts", 1, 1 << 16)
+    m = check_int(num_bits, "num_bits (Bloom filter bits)", 1, 1 << 16)
+    h = check_int(num_hashes, "num_hashes (Bloom hash functions)", 1, m)
+    c = check_int(cohorts, "cohorts", 1, 1 << 16)
     p, q = _check_probability(p, "p (IRR: Pr[S_i = 1 | B'_i = 0])"), _check_probability(q, "q")
     if not p < q:
         raise ValueError(f"the IRR needs p < q (a set bit must be reported as 1 more often); "
@@ -241,37 +184,15 @@ def rappor(epsilon: float, k: int, *, num_bits: int = 16, num_hashes: int = 2,
     seeds.flags.writeable = False
     set_one = np.uint64(round(f / 2 * 2.0**53))  # U < f/2: B'_i = 1
     set_any = np.uint64(round(f * 2.0**53))  # f/2 <= U < f: B'_i = 0
-    bit_steps = (np.arange(1, m + 1, dtype=np.uint64) * _GAMMA)[None, :]  # [1, m]
     rows_per_block = max(1, _BLOCK_ENTRIES // m)
     width_nbytes = -(-m // 8)
     cohort_dtype = value_dtype(max(c, 2))
 
-    def user_keys(users: np.ndarray, prr_seed: int) -> np.ndarray:
-        s = mix64(np.array([(prr_seed + int(_GAMMA)) & _U64], dtype=np.uint64))[0]
-        return mix64(s ^ mix64(users + _GAMMA))
-
-    def cohorts_from_keys(keys: np.ndarray) -> np.ndarray:
-        hi = mix64(keys ^ np.uint64(0xC0)) >> np.uint64(32)
-        return ((hi * np.uint64(c)) >> np.uint64(32)).astype(np.int64)
-
-    def check_users(users: object, n: int | None, prr_seed: object) -> tuple[np.ndarray, int]:
-        u = np.asarray(users)
-        if u.ndim != 1 or (n is not None and u.shape[0] != n) or u.dtype.kind not in "iu":
-            want = "[n]" if n is None else f"[{n}] (one per value)"
-            raise ValueError(f"rappor: users must be {want} integer ids; got {u.dtype} "
-                             f"{u.shape}")
-        if u.size and int(u.min()) < 0:
-            raise ValueError(f"rappor: user ids must be >= 0; got {int(u.min())}")
-        seed = _check_int(prr_seed, "prr_seed", 0, _U64)
-        return u.astype(np.uint64), seed
-
     def permanent_block(v: np.ndarray, u: np.ndarray, seed: int):
         keys = user_keys(u, seed)  # [rows]
-        cohort = cohorts_from_keys(keys)
-        value_keys = mix64(keys ^ mix64(v.astype(np.uint64) + _TWO_GAMMA))
-        uniform = mix64(value_keys[:, None] + bit_steps) >> np.uint64(11)  # [rows, m] < 2^53
-        noise = uniform < set_any
-        prr = np.where(noise, uniform < set_one, oracle.bloom(v, cohort))  # [rows, m]
+        cohort = cohorts_from_keys(keys, c)
+        uniform = prr_uniforms(keys, v, m)  # [rows, m] in [0, 2^53)
+        prr = np.where(uniform < set_any, uniform < set_one, oracle.bloom(v, cohort))
         return cohort, prr
 
     def permanent(values: np.ndarray, *, users: np.ndarray, prr_seed: int) -> np.ndarray:
@@ -287,7 +208,7 @@ def rappor(epsilon: float, k: int, *, num_bits: int = 16, num_hashes: int = 2,
     def cohort_of(users: np.ndarray, *, prr_seed: int) -> np.ndarray:
         """Each user's permanent cohort, `[n]` int64."""
         u, seed = check_users(users, None, prr_seed)
-        return cohorts_from_keys(user_keys(u, seed))
+        return cohorts_from_keys(user_keys(u, seed), c)
 
     def encode(values: np.ndarray, rng: np.random.Generator, *, users: np.ndarray,
                prr_seed: int) -> Payload:

@@ -1,4 +1,4 @@
-"""RAPPOR's server side: from per-(cohort, bit) counts to candidate frequencies, by regression.
+"""RAPPOR's server side: per-(cohort, bit) tallies, and candidate frequencies by regression.
 
 Erlingsson, Pihur, Korolova, CCS 2014, §4. The paper's steps, and what is done here:
 
@@ -41,7 +41,37 @@ import scipy.sparse
 import scipy.stats
 
 if TYPE_CHECKING:
-    from lowcomm.analytics.rappor import RapporOracle, RapporTally
+    from lowcomm.analytics.rappor import RapporOracle
+
+
+@dataclass(frozen=True)
+class RapporTally:
+    """What the server keeps while streaming: c_ij = `counts[j, i]`, the reports of cohort j
+    with bit i set, and N_j = `cohort_n[j]`, the reports of cohort j. Chunks add up."""
+
+    counts: np.ndarray  # [cohorts, num_bits] int64
+    cohort_n: np.ndarray  # [cohorts] int64
+
+    @property
+    def n(self) -> int:
+        return int(self.cohort_n.sum())
+
+    def merged(self, other: RapporTally) -> RapporTally:
+        if self.counts.shape != other.counts.shape:
+            raise ValueError(f"cannot merge RAPPOR tallies of shapes {self.counts.shape} and "
+                             f"{other.counts.shape}")
+        return RapporTally(self.counts + other.counts, self.cohort_n + other.cohort_n)
+
+
+def check_tally(oracle: RapporOracle, tally: RapporTally) -> tuple[np.ndarray, np.ndarray]:
+    shape = (oracle.cohorts, oracle.num_bits)
+    if not isinstance(tally, RapporTally) or tally.counts.shape != shape \
+            or tally.cohort_n.shape != (oracle.cohorts,):
+        got = (tally.counts.shape, tally.cohort_n.shape) if isinstance(tally, RapporTally) \
+            else type(tally).__name__
+        raise ValueError(f"rappor: need a RapporTally of counts {shape} and cohort_n "
+                         f"({oracle.cohorts},); got {got}")
+    return tally.counts.astype(np.float64), tally.cohort_n.astype(np.float64)
 
 
 @dataclass(frozen=True)
