@@ -82,23 +82,26 @@ def test_malformed_and_wrong_length_reports_are_refused():
         oracle.tally(Payload({"rappor/bits": good["rappor/bits"]}))
     with pytest.raises(ValueError, match="Payload"):
         oracle.tally(dict(good.items()))
-    with pytest.raises(ValueError, match=r"uint8 \[n, 2\]; got uint8 \(4, 3\)"):
+    with pytest.raises(ValueError, match="unexpected arrays"):
+        oracle.tally(Payload({**good, "rappor/extra": good["rappor/cohort"]}))
+    assert oracle.fields[0].dtype == np.uint8 and oracle.fields[1].shape == (2,)
+    with pytest.raises(ValueError, match=r"bits as uint8 \[n, 2\]; got uint8 \[4, 3\]"):
         oracle.tally(Payload({"rappor/cohort": good["rappor/cohort"],
                               "rappor/bits": np.zeros((4, 3), dtype=np.uint8)}))
-    with pytest.raises(ValueError, match=r"got uint16 \(4, 2\)"):
+    with pytest.raises(ValueError, match=r"bits as uint8 \[n, 2\]; got uint16 \[4, 2\]"):
         oracle.tally(Payload({"rappor/cohort": good["rappor/cohort"],
                               "rappor/bits": good["rappor/bits"].astype(np.uint16)}))
-    with pytest.raises(ValueError, match=r"cohorts in \[0, 5\); got 7"):
+    with pytest.raises(ValueError, match=r"cohort in \[0, 5\); got 7 \(report 1; 2 bad reports\)"):
         oracle.tally(Payload({"rappor/cohort": np.array([0, 7, 1, 9], dtype=np.uint8),
                               "rappor/bits": good["rappor/bits"]}))
     padded = good["rappor/bits"].copy()
     padded[2, 1] |= 0x10  # bit 12 of a 12-bit report
-    with pytest.raises(ValueError, match="12 bits: the last byte's high padding bits"):
+    with pytest.raises(ValueError, match=r"4 padding bit\(s\) above bit 11 clear; report 2"):
         oracle.tally(Payload({"rappor/cohort": good["rappor/cohort"], "rappor/bits": padded}))
     with pytest.raises(ValueError, match="users on axis 0"):
         oracle.tally(Payload({"rappor/cohort": good["rappor/cohort"][:3],
                               "rappor/bits": good["rappor/bits"]}))
-    with pytest.raises(ValueError, match=r"\[n\] integer array; got float64"):
+    with pytest.raises(ValueError, match=r"cohort as uint8 \[n\]; got float64"):
         oracle.tally(Payload({"rappor/cohort": np.zeros(4), "rappor/bits": good["rappor/bits"]}))
 
 

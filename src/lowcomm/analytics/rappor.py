@@ -42,6 +42,8 @@ import numpy as np
 
 from lowcomm.analytics.local_hashing import PRIME, hash_values
 from lowcomm.analytics.oracle import (
+    ReportField,
+    ReportRule,
     ceil_log2,
     check_domain,
     check_epsilon,
@@ -103,6 +105,7 @@ class RapporOracle:
     tally: Callable[[Payload], RapporTally]
     permanent: Callable[..., np.ndarray]
     cohort_of: Callable[..., np.ndarray]
+    fields: tuple[ReportField, ...]  # what a valid report is (`oracle.ReportField`)
 
     def bloom_positions(self, values: np.ndarray, cohorts: np.ndarray) -> np.ndarray:
         """H_{j,t}(v) for each user's (v, j): `[n, num_hashes]` int64."""
@@ -187,6 +190,12 @@ def rappor(epsilon: float, k: int, *, num_bits: int = 16, num_hashes: int = 2,
     rows_per_block = max(1, _BLOCK_ENTRIES // m)
     width_nbytes = -(-m // 8)
     cohort_dtype = value_dtype(max(c, 2))
+    spare = 8 * width_nbytes - m  # padding bits at the top of the last byte, always 0
+    rules = () if not spare else (ReportRule(
+        "padding_bits", f"with the {spare} padding bit(s) above bit {m - 1} clear",
+        lambda packed: (packed[:, -1] >> (8 - spare)) == 0),)
+    fields = (ReportField("cohort", cohort_dtype, (), 0, c),
+              ReportField("bits", np.uint8, (width_nbytes,), rules=rules))
 
     def permanent_block(v: np.ndarray, u: np.ndarray, seed: int):
         keys = user_keys(u, seed)  # [rows]
@@ -228,19 +237,7 @@ def rappor(epsilon: float, k: int, *, num_bits: int = 16, num_hashes: int = 2,
         return Payload({"rappor/cohort": cohort_ids, "rappor/bits": packed})
 
     def tally(reports: Payload) -> RapporTally:
-        cohort, packed = expect_reports(reports, "rappor", ("cohort", "bits"))
-        if packed.ndim != 2 or packed.shape[1] != width_nbytes or packed.dtype != np.uint8:
-            raise ValueError(f"rappor reports must be uint8 [n, {width_nbytes}]; got "
-                             f"{packed.dtype} {packed.shape}")
-        if cohort.ndim != 1 or cohort.dtype.kind not in "iu":
-            raise ValueError(f"rappor cohorts must be an [n] integer array; got {cohort.dtype} "
-                             f"{cohort.shape}")
-        if cohort.size and (int(cohort.min()) < 0 or int(cohort.max()) >= c):
-            bad = cohort[(cohort < 0) | (cohort >= c)][0]
-            raise ValueError(f"rappor reports must have cohorts in [0, {c}); got {bad}")
-        if m % 8 and packed.size and (packed[:, -1] >> (m % 8)).any():
-            raise ValueError(f"rappor reports hold {m} bits: the last byte's high padding bits "
-                             f"must be zero")
+        cohort, packed = expect_reports(reports, "rappor", fields)
         counts = np.zeros(c * m, dtype=np.int64)
         offsets = np.arange(m)[None, :]
         for start in range(0, num_reports(reports), rows_per_block):
@@ -251,5 +248,5 @@ def rappor(epsilon: float, k: int, *, num_bits: int = 16, num_hashes: int = 2,
         return RapporTally(counts.reshape(c, m), np.bincount(cohort, minlength=c).astype(np.int64))
 
     oracle = RapporOracle("rappor", epsilon, epsilon_one, k, m, h, c, f, p, q, p1, p0, m,
-                          ceil_log2(c), seeds, encode, tally, permanent, cohort_of)
+                          ceil_log2(c), seeds, encode, tally, permanent, cohort_of, fields)
     return oracle
