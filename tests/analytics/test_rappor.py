@@ -177,6 +177,25 @@ def test_streamed_counts_add_up_and_single_reports_count_as_the_batch():
     np.testing.assert_array_equal(whole.counts, loop)
 
 
+def test_row_blocks_change_nothing():
+    """Users are processed in blocks of 2^20 / num_bits rows (8192 here): batches that span a
+    block boundary give what the users give alone."""
+    oracle = rappor(2.0, 40, num_bits=128, p=0.0, q=1.0)  # no IRR: reports are B' itself
+    n = 8192 + 9
+    values, users = skewed_values(40, n, seed=5), np.arange(n) + 17
+    permanent = oracle.permanent(values, users=users, prr_seed=3)
+    np.testing.assert_array_equal(permanent[8190:],
+                                  oracle.permanent(values[8190:], users=users[8190:], prr_seed=3))
+    reports = oracle.encode(values, numpy_rng(0, purpose="blocks"), users=users, prr_seed=3)
+    np.testing.assert_array_equal(reports["rappor/bits"],
+                                  np.packbits(permanent, axis=1, bitorder="little"))
+    np.testing.assert_array_equal(reports["rappor/cohort"], oracle.cohort_of(users, prr_seed=3))
+    parts = [Payload({name: a[s:e] for name, a in reports.items()})
+             for s, e in ((0, 8190), (8190, n))]
+    np.testing.assert_array_equal(oracle.tally(reports).counts,
+                                  oracle.tally(parts[0]).merged(oracle.tally(parts[1])).counts)
+
+
 def _true_bit_counts(oracle, values, users, prr_seed):  # T_ij and N_j of the real B's
     cohorts = oracle.cohort_of(users, prr_seed=prr_seed)
     bloom = oracle.bloom(values, cohorts)  # [n, m]
