@@ -7,20 +7,20 @@ import math
 import numpy as np
 import pytest
 
-from lowcomm.analytics import blh, grr, hm, hr, local_hashing, olh, oue, ss, sue
+from lowcomm.analytics import blh, grr, hm, hr, local_hashing, olh, oue, rappor, ss, sue
 from lowcomm.core import Payload, numpy_rng
 
 FACTORIES = [grr, oue, sue, olh, blh]
 
 
-@pytest.mark.parametrize("factory", FACTORIES)
+@pytest.mark.parametrize("factory", [*FACTORIES, rappor])
 @pytest.mark.parametrize("epsilon", [0, -1.0, math.nan, math.inf, 1e6, 701.0, "1", True])
 def test_bad_epsilon_is_refused(factory, epsilon):
     with pytest.raises(ValueError, match="epsilon"):
         factory(epsilon, 16)
 
 
-@pytest.mark.parametrize("factory", FACTORIES)
+@pytest.mark.parametrize("factory", [*FACTORIES, rappor])
 @pytest.mark.parametrize("k", [1, 0, -3, 2.5, True])
 def test_bad_domain_is_refused(factory, k):
     with pytest.raises(ValueError, match=f"k must be an integer >= 2; got {k!r}"):
