@@ -4,8 +4,10 @@ A step is what a data-parallel worker does per inner step: draw a batch of windo
 (`sample_windows`), `FlatTrainer.loss_and_grad` (forward, mean next-token cross-entropy over all
 positions, backward into the flat gradient) and an in-place AdamW update of the flat vector.
 Reported: the median over `--steps` timed steps after `--warmup` untimed ones, for each layer
-count, with the counted training FLOPs of the step (matmul/attention only, see docs/costs.md).
-This is simulator speed on this machine, not a modeled cost.
+count, of wall-clock seconds and of this process's CPU seconds (`time.process_time`, which other
+jobs on a shared machine inflate less than wall-clock), with the counted training FLOPs of the
+step (matmul/attention only, see docs/costs.md). This is simulator speed on this machine, not a
+modeled cost.
 
     python benchmarks/char_transformer_step.py --threads 1
     python benchmarks/char_transformer_step.py --threads 2
@@ -40,7 +42,8 @@ def main() -> None:
     gen = torch_generator(0, purpose="bench-windows")
     print(f"{corpus.describe()}; batch {args.batch_size} x {args.seq_len}, "
           f"{args.threads} thread(s), torch {torch.__version__}")
-    print(f"{'layers':>6} {'params':>9} {'train GFLOP':>11} {'median s/step':>13} {'GFLOP/s':>8}")
+    print(f"{'layers':>6} {'params':>9} {'train GFLOP':>11} {'wall s/step':>11} "
+          f"{'CPU s/step':>10} {'GFLOP/wall s':>12}")
     for layers in args.layers:
         spec = models.char_transformer(corpus.vocab_size, seq_len=args.seq_len, layers=layers,
                                        width=args.width)
@@ -50,9 +53,9 @@ def main() -> None:
         opt = torch.optim.AdamW([params], lr=1e-3)  # params is a leaf the trainer writes into
         flops = count_flops(spec.build, (args.batch_size, args.seq_len),
                             input_dtype=spec.input_dtype, kind="train")
-        seconds = []
+        seconds, cpu_seconds = [], []
         for step in range(args.warmup + args.steps):
-            start = time.perf_counter()
+            start, cpu_start = time.perf_counter(), time.process_time()
             x, y = data.sample_windows(corpus.train_ids, batch_size=args.batch_size,
                                        seq_len=args.seq_len, generator=gen)
             _, grad = trainer.loss_and_grad(x, y)
@@ -60,9 +63,10 @@ def main() -> None:
             opt.step()
             if step >= args.warmup:
                 seconds.append(time.perf_counter() - start)
+                cpu_seconds.append(time.process_time() - cpu_start)
         median = statistics.median(seconds)
-        print(f"{layers:>6} {params.numel():>9,} {flops / 1e9:>11.3f} {median:>13.4f} "
-              f"{flops / 1e9 / median:>8.1f}")
+        print(f"{layers:>6} {params.numel():>9,} {flops / 1e9:>11.3f} {median:>11.4f} "
+              f"{statistics.median(cpu_seconds):>10.4f} {flops / 1e9 / median:>12.1f}")
 
 
 if __name__ == "__main__":
