@@ -7,10 +7,23 @@ import math
 import numpy as np
 import pytest
 
-from lowcomm.analytics import blh, grr, hm, hr, local_hashing, olh, oue, rappor, ss, sue
+from lowcomm.analytics import (
+    blh,
+    grr,
+    hm,
+    hr,
+    local_hashing,
+    mss,
+    olh,
+    oue,
+    pgr,
+    rappor,
+    ss,
+    sue,
+)
 from lowcomm.core import Payload, numpy_rng
 
-FACTORIES = [grr, oue, sue, olh, blh]
+FACTORIES = [grr, oue, sue, olh, blh, pgr, mss]
 
 
 @pytest.mark.parametrize("factory", [*FACTORIES, rappor])

@@ -1,12 +1,14 @@
 """Federated analytics under local differential privacy: frequency oracles (see docs/analytics.md).
 
 Every oracle is a `FrequencyOracle` built by a lowercase factory: `grr`, `oue`, `sue`, `olh`,
-`blh`, `hm`, `hr`, `ss`. Users are encoded all at once from an explicit numpy Generator;
-reports are `Payload`s; support counts of chunks add up (`aggregate`); `estimate` is unbiased;
-`variance` is the closed form; `report_bits` measures one serialized report beside the paper's
-bit count. Each oracle declares its report `fields` (`ReportField`, `ReportRule`); from them
-`aggregate_reports` reads reports as bytes from users (`user_reports`), rejecting and counting
-the malformed ones one by one (`lowcomm.analytics.wire`).
+`blh`, `hm`, `hr`, `ss`, `pgr` (Projective Geometry Response) and `mss` (ModularSubsetSelection,
+whose `estimate` is an LSMR decode). Users are encoded all at once from an explicit numpy
+Generator; reports are `Payload`s; support counts of chunks add up (`aggregate`); `estimate` is
+unbiased; `variance` is the closed form; `report_bits` measures one serialized report beside the
+paper's bit count (`mss_bits` gives MSS's three counts). Each oracle declares its report `fields`
+(`ReportField`, `ReportRule`); from them `aggregate_reports` reads reports as bytes from users
+(`user_reports`), rejecting and counting the malformed ones one by one
+(`lowcomm.analytics.wire`).
 
 The exception is full RAPPOR (`rappor`: Bloom filter, cohorts, memoized permanent and
 instantaneous randomized response, regression decoding), which is not a pure protocol and has
@@ -18,6 +20,7 @@ Federated ROC and PR curves (Xu and Cormode) are in `lowcomm.analytics.roc` (see
 from lowcomm.analytics.grr import grr
 from lowcomm.analytics.hadamard import HadamardResponseOracle, hm, hr
 from lowcomm.analytics.local_hashing import blh, local_hashing, olh
+from lowcomm.analytics.mss import MSSOracle, mss, mss_bits
 from lowcomm.analytics.oracle import (
     FrequencyOracle,
     ReportBits,
@@ -29,6 +32,7 @@ from lowcomm.analytics.oracle import (
     report_bits,
     single_report,
 )
+from lowcomm.analytics.projective import ProjectiveOracle, pgr
 from lowcomm.analytics.rappor import RapporOracle, RapporTally, rappor
 from lowcomm.analytics.rappor_decode import RapporDecoding
 from lowcomm.analytics.subset import ss
@@ -38,6 +42,8 @@ from lowcomm.analytics.wire import aggregate_reports, user_reports
 __all__ = [
     "FrequencyOracle",
     "HadamardResponseOracle",
+    "MSSOracle",
+    "ProjectiveOracle",
     "RapporDecoding",
     "RapporOracle",
     "RapporTally",
@@ -52,9 +58,12 @@ __all__ = [
     "hm",
     "hr",
     "local_hashing",
+    "mss",
+    "mss_bits",
     "num_reports",
     "olh",
     "oue",
+    "pgr",
     "rappor",
     "report_bits",
     "single_report",

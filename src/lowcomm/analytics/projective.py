@@ -14,8 +14,7 @@ s, r of the paper -> `p_star`, `q_star`.
 Points. A projective point is a nonzero vector of F_q^t up to scaling, written canonically with
 its first nonzero coordinate equal to 1. Points are numbered by the position i of that leading 1
 (all points with i = 0 first) and then by the base-q value of the t - 1 - i coordinates after it:
-point index = sum_{i' < i} q^(t-1-i') + value. Items are the points 0..k-1 (all with i = 0,
-since k <= q^(t-1) by the choice of t below).
+point index = sum_{i' < i} q^(t-1-i') + value. Items are the points 0..k-1.
 
 Domain padding. PGR needs K >= k points, and K is rarely k: the domain is padded to the K
 points of PG(t-1, q), and the K - k points from k on belong to nobody. They are still outputs
@@ -151,19 +150,23 @@ def pgr(epsilon: float, k: int, *, field_size: int | None = None) -> ProjectiveO
     inside = e * cset / z  # p* = s: Pr[u in S_v]
     q_star = (math.expm1(epsilon) * cint + cset) / z
     items = point_coordinates(np.arange(k), q, t)  # [k, t]
+    leads = np.argmax(items != 0, axis=1)[:, None]  # [k, 1] position of each item's leading 1
     dtype = value_dtype(points)
 
     def encode(values: np.ndarray, rng: np.random.Generator) -> Payload:
         v = check_values(values, k, "pgr")
         rng = check_rng(rng, "pgr")
         n = v.shape[0]
-        coords = items[v]  # [n, t], leading coordinate 1 at position 0
+        coords, lead = items[v], leads[v]  # [n, t], [n, 1]: v's leading 1 is at `lead`
         target = np.where(rng.random(n) < inside, 0, rng.integers(1, q, size=n))  # <w, v>
         w = rng.integers(0, q, size=(n, t))  # [n, t]
         redraw = np.arange(n)
-        while redraw.size:  # solve for the leading coordinate; redraw w = 0 (prob q^(1-t))
-            rest = (coords[redraw, 1:] * w[redraw, 1:]).sum(axis=1)
-            w[redraw, 0] = (target[redraw] - rest) % q
+        while redraw.size:  # solve <w, v> = target for w[lead]; redraw w = 0 (prob q^(1-t))
+            sub, at = w[redraw], lead[redraw]  # copies [r, t], [r, 1]
+            np.put_along_axis(sub, at, 0, axis=1)  # v's leading entry is 1: solve for it
+            rest = (coords[redraw] * sub).sum(axis=1)
+            np.put_along_axis(sub, at, ((target[redraw] - rest) % q)[:, None], axis=1)
+            w[redraw] = sub
             zero = redraw[~w[redraw].any(axis=1)]
             w[zero] = rng.integers(0, q, size=(zero.size, t))
             redraw = zero
