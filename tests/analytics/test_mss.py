@@ -102,8 +102,8 @@ def test_the_encoder_samples_the_enumerated_distribution():
         index = {key: i for i, (_, _, key) in enumerate(law)}
         exact = np.array([p for p, _, _ in law])
         r = oracle.encode(np.full(samples, v), rng)
-        keys = [(int(j), tuple(int(x) for x in row[: oracle.subset_sizes[j]]))
-                for j, row in zip(r["mss/block"], r["mss/items"], strict=True)]
+        keys = [(int(row[0]), tuple(int(x) for x in row[1 : 1 + oracle.subset_sizes[row[0]]]))
+                for row in r["mss/report"]]
         seen = np.bincount([index[key] for key in keys], minlength=len(law)) / samples
         assert np.all(np.abs(seen - exact) <= 5 * np.sqrt(exact * (1 - exact) / samples)), v
 
@@ -114,11 +114,11 @@ def test_support_counts_and_the_lsmr_decode_match_plain_references():
     values = numpy_rng(8, purpose="analytics-test-values").integers(0, k, size=n)
     reports = oracle.encode(values, numpy_rng(8, purpose="analytics-test-mss-loop"))
     loop = np.zeros(k, dtype=np.int64)
-    for j, row in zip(reports["mss/block"], reports["mss/items"], strict=True):
+    for j, *row in reports["mss/report"].tolist():
         m, w = oracle.moduli[j], oracle.subset_sizes[j]
-        assert list(row[w:]) == [max(oracle.moduli)] * (len(row) - w)  # the padding
+        assert row[w:] == [max(oracle.moduli)] * (len(row) - w)  # the padding
         for x in range(k):
-            loop[x] += (x % m) in set(int(r) for r in row[:w])
+            loop[x] += (x % m) in set(row[:w])
     counts = oracle.support_counts(reports)
     np.testing.assert_array_equal(counts, loop)
     streamed = aggregate(oracle, (deserialize(serialize(single_report(reports, i)))
@@ -143,7 +143,7 @@ def test_the_paper_style_weighted_decode_has_the_same_mse():
         normal, rhs = np.zeros((K, K)), np.zeros(K)
         for j, (m, w, p, q) in enumerate(zip(oracle.moduli, oracle.subset_sizes,
                                              oracle.block_p, oracle.block_q, strict=True)):
-            rows = r["mss/items"][r["mss/block"] == j, :w].astype(np.int64)
+            rows = r["mss/report"][r["mss/report"][:, 0] == j, 1 : 1 + w].astype(np.int64)
             debiased = (np.bincount(rows.ravel(), minlength=m) / rows.shape[0] - q) / (p - q)
             weight = rows.shape[0] * (p - q) ** 2 / (q * (1 - q))
             normal += weight * same[j]
@@ -200,8 +200,8 @@ def test_bad_arguments_are_named():
 
 def test_measured_bits_and_the_three_analytic_counts():
     """k = 1024, ε = 1: the abstract's formula gives 13 bits (ldp.md §1.10), a subset index
-    about 684 on average (SS: 855), the ids as sent 2199 on average; the payload holds the
-    block in a uint8 and ω_max = 275 ids in uint16."""
+    about 684 on average (SS: 855), the ids as sent 2199 on average; the payload row holds the
+    block and ω_max = 275 ids, each in a uint16."""
     oracle = mss(1.0, 1024)
     assert oracle.subset_sizes == (275, 247, 220, 191, 165)
     bits = mss_bits(oracle)
@@ -215,31 +215,29 @@ def test_measured_bits_and_the_three_analytic_counts():
     reports = oracle.encode(values, numpy_rng(10, purpose="analytics-test-mss-bits"))
     for i in range(6):
         measured = report_bits(oracle, reports, index=i)
-        assert measured.data_bits == 8 + 275 * 16  # every block: padded to ω_max ids
+        assert measured.data_bits == (1 + 275) * 16  # every block: padded to ω_max ids
         assert measured.wire_bits == 8 * len(serialize(single_report(reports, i)))
 
 
 def test_malformed_reports_name_the_value():
-    oracle = mss(1.0, 10)  # moduli (9, 8, 7, 5), ω = (2, 2, 2, 1), sentinel 9
-    good = oracle.encode(np.arange(10), numpy_rng(11, purpose="analytics-test-mss-bad"))
+    oracle = mss(1.0, 10)  # moduli (9, 8, 7, 5), ω = (2, 2, 2, 1), sentinel 9, uint8
 
-    def with_(block=None, items=None):
-        return Payload({"mss/block": good["mss/block"] if block is None else block,
-                        "mss/items": good["mss/items"] if items is None else items})
+    def counts(*rows):
+        return oracle.support_counts(Payload({"mss/report": np.array(rows, dtype=np.uint8)}))
 
-    with pytest.raises(ValueError, match=r"block must be in \[0, 4\); got 4"):
-        oracle.support_counts(with_(block=np.full(10, 4, dtype=np.uint8)))
-    with pytest.raises(ValueError, match=r"items must be integer \[n, 2\] \(ω_max = 2\)"):
-        oracle.support_counts(with_(items=np.zeros((10, 3), dtype=np.uint8)))
-    block3 = np.full(10, 3, dtype=np.uint8)  # m = 5, ω = 1: slot 1 must hold the sentinel 9
-    with pytest.raises(ValueError, match=r"block-3 report \(m = 5, ω = 1\) must pad its row "
-                                         r"with 9 after 1 residues; got \[0, 1\]"):
-        oracle.support_counts(with_(block=block3, items=np.tile([0, 1], (10, 1)).astype(np.uint8)))
-    block0 = np.zeros(10, dtype=np.uint8)
-    with pytest.raises(ValueError, match=r"block 0 \(m = 9\): ss report items must be in "
-                                         r"\[0, 9\); got 9"):
-        oracle.support_counts(with_(block=block0, items=np.tile([2, 9], (10, 1)).astype(np.uint8)))
-    with pytest.raises(ValueError, match=r"block 0 \(m = 9\): .*repeats an item: \[4, 4\]"):
-        oracle.support_counts(with_(block=block0, items=np.tile([4, 4], (10, 1)).astype(np.uint8)))
-    with pytest.raises(ValueError, match="users on axis 0"):
-        oracle.support_counts(with_(block=good["mss/block"][:5]))
+    np.testing.assert_array_equal(counts([3, 4, 9]), np.arange(10) % 5 == 4)  # valid
+    with pytest.raises(ValueError, match=r"block index in \[0, 4\); report 1 has \[4, 0, 1\]"):
+        counts([0, 1, 2], [4, 0, 1])
+    with pytest.raises(ValueError, match=r"report in \[0, 10\); got 10 \(report 0"):
+        counts([0, 1, 10])
+    says = r"strictly increasing residues below m_j, then 9 in the other slots\]"
+    with pytest.raises(ValueError, match=says + r".*report 0 has \[3, 0, 1\]"):
+        counts([3, 0, 1])  # block 3 (m = 5, ω = 1): slot 2 must hold the sentinel
+    with pytest.raises(ValueError, match=says + r".*report 0 has \[1, 2, 8\]"):
+        counts([1, 2, 8])  # m = 8: residue 8 is out of the block's range
+    with pytest.raises(ValueError, match=says + r".*report 0 has \[0, 4, 4\]"):
+        counts([0, 4, 4])  # repeated residue
+    with pytest.raises(ValueError, match=r"report as uint8 \[n, 3\]; got uint8 \[2, 4\]"):
+        oracle.support_counts(Payload({"mss/report": np.zeros((2, 4), dtype=np.uint8)}))
+    with pytest.raises(ValueError, match=r"report as uint8 \[n, 3\]; got int64"):
+        oracle.support_counts(Payload({"mss/report": np.zeros((2, 3), dtype=np.int64)}))

@@ -181,11 +181,9 @@ def test_bad_field_size_is_named(field_size):
 
 def test_malformed_reports_name_the_value():
     oracle = pgr(1.0, 10)  # q = 5, t = 3, K = 31
-    with pytest.raises(ValueError, match=r"points in \[0, 31\); got 31"):
+    with pytest.raises(ValueError, match=r"value in \[0, 31\); got 31 \(report 1"):
         oracle.support_counts(Payload({"pgr/value": np.array([0, 31], dtype=np.uint8)}))
-    with pytest.raises(ValueError, match=r"got -1"):
+    with pytest.raises(ValueError, match=r"value as uint8 \[n\]; got int8"):
         oracle.support_counts(Payload({"pgr/value": np.array([-1, 3], dtype=np.int8)}))
-    with pytest.raises(ValueError, match=r"integer \[n\] array; got float64"):
-        oracle.support_counts(Payload({"pgr/value": np.zeros(2)}))
     with pytest.raises(ValueError, match="missing arrays"):
         oracle.support_counts(Payload({"grr/value": np.zeros(2, dtype=np.uint8)}))

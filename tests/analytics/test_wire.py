@@ -34,7 +34,7 @@ K = 100  # not a multiple of 8: the unary oracles have padding bits to check
 
 def test_the_known_oracles_are_all_found():
     names = {f.__name__ for f in FACTORIES}
-    assert {"grr", "oue", "sue", "olh", "blh", "hm", "hr", "ss"} <= names
+    assert {"grr", "oue", "sue", "olh", "blh", "hm", "hr", "ss", "pgr", "mss"} <= names
 
 
 def _encoded(oracle: FrequencyOracle, n: int, seed: int = 0) -> Payload:
@@ -108,6 +108,21 @@ def _independent_cases(oracle: FrequencyOracle):
         yield "items", np.arange(k - omega + 1, k + 1, dtype=np.uint8)[None], "out_of_range"
         yield "items", np.r_[1, 0, 2:omega].astype(np.uint8)[None], "unsorted_items"
         yield "items", np.r_[0, 0, 2:omega].astype(np.uint8)[None], "unsorted_items"
+    if oracle.name == "pgr":  # k = 100 at ε = 1: K = 156 projective points
+        yield "value", np.array([oracle.points], np.uint8), "out_of_range"
+    if oracle.name == "mss":  # a row [j, ω_j increasing residues < m_j, sentinel m_max ...]
+        top, (m, w) = max(oracle.moduli), (oracle.moduli[0], oracle.subset_sizes[0])
+        row = np.full((1, 1 + max(oracle.subset_sizes)), top, np.uint8)
+        row[0, : 1 + w] = np.r_[0, np.arange(w)]  # a valid block-0 row
+        yield "report", np.r_[len(oracle.moduli), row[0, 1:]].astype(np.uint8)[None], "bad_block"
+        shifted = row.copy()
+        shifted[0, w] = m  # the largest residue of block 0 one past m_0
+        yield "report", shifted, "bad_residues"
+        swapped = row.copy()
+        swapped[0, 1:3] = (1, 0)
+        yield "report", swapped, "bad_residues"
+        if w < row.shape[1] - 1:
+            yield "report", np.r_[0, row[0, 1:-1], 0].astype(np.uint8)[None], "bad_residues"
 
 
 @pytest.mark.parametrize("factory", FACTORIES, ids=lambda f: f.__name__)

@@ -5,9 +5,10 @@ H. H. Arcolezi, "Private Frequency Estimation via Residue Number Systems", AAAI 
 not state are this module's choices, marked as such, and the paper's own formulas are unchecked.
 
 Notation map (paper -> code): ε -> `epsilon`; the universe size k -> `k`; the pairwise coprime
-moduli m_0..m_{ℓ-1} -> `moduli` (ℓ = `len(moduli)`); the block index j -> `mss/block`; the SS
-subset size of block j, ω_j -> `subset_sizes[j]`; the perturbed residue subset -> the first ω_j
-entries of the row `mss/items`; A (rows [j, r], A[(j, r), x] = [x mod m_j = r]) -> `residues`.
+moduli m_0..m_{ℓ-1} -> `moduli` (ℓ = `len(moduli)`); the block index j -> column 0 of the row
+`mss/report`; the SS subset size of block j, ω_j -> `subset_sizes[j]`; the perturbed residue
+subset -> the next ω_j entries of that row; A (rows (j, r), A[(j, r), x] = [x mod m_j = r]) ->
+`residues()`; p_j, q_j -> `block_p`, `block_q`.
 
 Client (as in the abstract). A user holding v draws j uniformly from [0, ℓ), independently of
 v, and runs SS (`subset.ss`) at the full ε on the residue v mod m_j over [0, m_j), with the
@@ -46,8 +47,9 @@ indices ≈ 80 % of SS's. The dense check limits k to `MAX_K`.
 Bits (`mss_bits`): the abstract counts ⌈log2 ℓ⌉ + ⌈log2 m_j⌉ (one residue, true only when
 ω_j = 1); a subset index needs ⌈log2 ℓ⌉ + ⌈log2 C(m_j, ω_j)⌉; the ids as sent take
 ⌈log2 ℓ⌉ + ω_j ⌈log2 m_j⌉, and `analytic_bits` is the largest of these over blocks. The payload
-stores j in the narrowest unsigned integer and ω_max = max ω_j ids per row (narrowest unsigned
-integer for m_max + 1 values), ascending, padded with the sentinel m_max for smaller blocks.
+is one row per user, `mss/report` = [j, ω_j ascending residues, the sentinel m_max in the
+ω_max − ω_j remaining slots] in the narrowest unsigned integer for m_max + 1 values (all rows of
+a batch share one shape, ω_max = max ω_j); its declared rules reject any other row.
 """
 
 from __future__ import annotations
@@ -60,6 +62,8 @@ from scipy.sparse.linalg import LinearOperator, lsmr
 
 from lowcomm.analytics.oracle import (
     FrequencyOracle,
+    ReportField,
+    ReportRule,
     ceil_log2,
     check_domain,
     check_epsilon,
@@ -212,6 +216,29 @@ def _check_moduli(moduli, k: int) -> tuple[int, ...]:
     return out
 
 
+def _report_rules(moduli: tuple[int, ...], sizes: tuple[int, ...]) -> tuple[ReportRule, ...]:
+    """A row [j, r_1..r_ω_j, m_max...]: j < ℓ, then ω_j strictly increasing residues below m_j,
+    then the sentinel m_max in every remaining slot."""
+    ell, width, sentinel = len(moduli), max(sizes), max(moduli)
+    m_of, w_of = np.array(moduli), np.array(sizes)
+    slots = np.arange(width)
+
+    def residues_ok(rows: np.ndarray) -> np.ndarray:
+        j = np.minimum(rows[:, 0].astype(np.int64), ell - 1)
+        body, w = rows[:, 1:].astype(np.int64), w_of[j][:, None]  # [n, ω_max], [n, 1]
+        used = slots[None, :] < w
+        in_range = np.where(used, body < m_of[j][:, None], body == sentinel).all(axis=1)
+        rising = (np.diff(body, axis=1) > 0) | ~used[:, 1:]
+        return in_range & rising.all(axis=1)
+
+    block = ReportRule("bad_block", f"start with a block index in [0, {ell})",
+                       lambda rows: rows[:, 0] < ell)
+    residues = ReportRule("bad_residues", f"as [j, ω_j strictly increasing residues below m_j, "
+                          f"then {sentinel} in the other slots] (moduli {moduli}, ω {sizes})",
+                          residues_ok)
+    return block, residues
+
+
 def mss(epsilon: float, k: int, *, moduli=None,
         max_condition: float = DEFAULT_MAX_CONDITION) -> MSSOracle:
     """ModularSubsetSelection over [0, k) at privacy level `epsilon` with pairwise coprime
@@ -235,45 +262,30 @@ def mss(epsilon: float, k: int, *, moduli=None,
                          f"κ = cond(AᵀWA) = {kappa:.3g} > max_condition = {max_condition}; "
                          f"use more moduli, or larger ones (most in [k/2, k])")
     ell, width, sentinel = len(moduli), max(sizes), max(moduli)
-    block_dtype, item_dtype = value_dtype(ell), value_dtype(sentinel + 1)
+    dtype = value_dtype(sentinel + 1)  # holds j < ℓ <= m_max too
+    fields = (ReportField("report", dtype, (1 + width,), high=sentinel + 1,
+                          rules=_report_rules(moduli, sizes)),)
 
     def encode(values: np.ndarray, rng: np.random.Generator) -> Payload:
         v = check_values(values, k, "mss")
         rng = check_rng(rng, "mss")
         block = rng.integers(0, ell, size=v.shape[0])  # [n] j, independent of v
-        items = np.full((v.shape[0], width), sentinel, dtype=item_dtype)  # [n, ω_max]
+        rows = np.full((v.shape[0], 1 + width), sentinel, dtype=dtype)  # [n, 1 + ω_max]
+        rows[:, 0] = block
         for j, (m, w, oracle) in enumerate(zip(moduli, sizes, blocks, strict=True)):
             users = np.flatnonzero(block == j)
-            items[users, :w] = oracle.encode(v[users] % m, rng)["ss/items"]
-        return Payload({"mss/block": block.astype(block_dtype), "mss/items": items})
+            rows[users, 1 : 1 + w] = oracle.encode(v[users] % m, rng)["ss/items"]
+        return Payload({"mss/report": rows})
 
     def support_counts(reports: Payload) -> np.ndarray:
-        block, items = expect_reports(reports, "mss", ("block", "items"))
-        if block.ndim != 1 or block.dtype.kind not in "iu":
-            raise ValueError(f"mss: block must be an integer [n] array; got {block.dtype} "
-                             f"{block.shape}")
-        if items.ndim != 2 or items.shape[1] != width or items.dtype.kind not in "iu":
-            raise ValueError(f"mss: items must be integer [n, {width}] (ω_max = {width}); got "
-                             f"{items.dtype} {items.shape}")
-        if block.size and (int(block.min()) < 0 or int(block.max()) >= ell):
-            bad = int(block.min()) if int(block.min()) < 0 else int(block.max())
-            raise ValueError(f"mss: block must be in [0, {ell}); got {bad}")
+        (rows,) = expect_reports(reports, "mss", fields)
         counts = np.zeros(k, dtype=np.int64)
-        for j, (m, w, oracle) in enumerate(zip(moduli, sizes, blocks, strict=True)):
-            rows = items[block == j]
-            if (rows[:, w:] != sentinel).any():
-                bad = int(np.flatnonzero((rows[:, w:] != sentinel).any(axis=1))[0])
-                raise ValueError(f"mss: a block-{j} report (m = {m}, ω = {w}) must pad its "
-                                 f"row with {sentinel} after {w} residues; got "
-                                 f"{rows[bad].tolist()[:16]}")
-            try:
-                residue_counts = oracle.support_counts(Payload({"ss/items": rows[:, :w]}))
-            except ValueError as err:
-                raise ValueError(f"mss: block {j} (m = {m}): {err}") from None
-            counts += residue_counts[res[j]]
+        for j, (m, w) in enumerate(zip(moduli, sizes, strict=True)):
+            residues = rows[rows[:, 0] == j, 1 : 1 + w].astype(np.int64)  # [n_j, ω_j]
+            counts += np.bincount(residues.ravel(), minlength=m)[res[j]]
         return counts
 
     analytic = max(ceil_log2(ell) + w * ceil_log2(m) for m, w in zip(moduli, sizes, strict=True))
     return MSSOracle("mss", epsilon, k, sum(p) / ell, sum(q) / ell, analytic, encode,
-                     support_counts, moduli=moduli, subset_sizes=sizes, block_p=p, block_q=q,
-                     condition=kappa)
+                     support_counts, fields=fields, moduli=moduli, subset_sizes=sizes,
+                     block_p=p, block_q=q, condition=kappa)

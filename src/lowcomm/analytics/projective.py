@@ -51,6 +51,7 @@ import numpy as np
 
 from lowcomm.analytics.oracle import (
     FrequencyOracle,
+    ReportField,
     ceil_log2,
     check_domain,
     check_epsilon,
@@ -152,6 +153,7 @@ def pgr(epsilon: float, k: int, *, field_size: int | None = None) -> ProjectiveO
     items = point_coordinates(np.arange(k), q, t)  # [k, t]
     leads = np.argmax(items != 0, axis=1)[:, None]  # [k, 1] position of each item's leading 1
     dtype = value_dtype(points)
+    fields = (ReportField("value", dtype, high=points),)
 
     def encode(values: np.ndarray, rng: np.random.Generator) -> Payload:
         v = check_values(values, k, "pgr")
@@ -173,12 +175,7 @@ def pgr(epsilon: float, k: int, *, field_size: int | None = None) -> ProjectiveO
         return Payload({"pgr/value": point_index(w, q).astype(dtype)})
 
     def support_counts(reports: Payload) -> np.ndarray:
-        (u,) = expect_reports(reports, "pgr", ("value",))
-        if u.ndim != 1 or u.dtype.kind not in "iu":
-            raise ValueError(f"pgr reports must be an integer [n] array; got {u.dtype} {u.shape}")
-        if u.size and (int(u.min()) < 0 or int(u.max()) >= points):
-            bad = int(u.min()) if int(u.min()) < 0 else int(u.max())
-            raise ValueError(f"pgr reports must be points in [0, {points}); got {bad}")
+        (u,) = expect_reports(reports, "pgr", fields)
         seen, histogram = np.unique(u.astype(np.int64), return_counts=True)
         outputs = point_coordinates(seen, q, t)  # [m, t]
         counts = np.zeros(k, dtype=np.int64)
@@ -189,5 +186,6 @@ def pgr(epsilon: float, k: int, *, field_size: int | None = None) -> ProjectiveO
         return counts
 
     return ProjectiveOracle("pgr", epsilon, k, inside, q_star, ceil_log2(points), encode,
-                            support_counts, field_size=q, dimension=t, points=points)
+                            support_counts, fields=fields, field_size=q, dimension=t,
+                            points=points)
 
