@@ -6,8 +6,9 @@ SS, PGR, and RAPPOR" (MSE within about 1.3x of SS and PGR), sends "shorter user 
 (up to 50 % shorter), and decodes faster than PGR. The paper's setting: n = 10,000 users,
 k in {1024, 22000}, ε from 0.5 to 5, Zipf and spike data, 300 trials. Here: n = 10,000, k = 1024
 (lowcomm's MSS check and PGR server are dense in k, so k = 22000 is out of reach), ε in
-{0.5, 1, 2, 3, 4, 5}, two data sets (truncated Zipf s = 1.1, and a spike: every user holds item
-k/2; the paper's exact definitions were not read), 3 seeds x 5 trials per cell.
+{0.5, 1, 2, 3, 4, 5}, two data sets from `lowcomm.data` (truncated Zipf with s = 1.0, and the
+spike: every user holds item 0; the MSS paper's own parameters were not read), 3 seeds x 5 trials
+per cell.
 
 MSE is the mean over items of (f̂ − f)² of the unbiased (unclipped) estimates; "theory" is each
 oracle's `variance` (MSS: its exact matrix formula). Bits: `data` is measured from one serialized
@@ -28,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from lowcomm import data
 from lowcomm.analytics import grr, mss, mss_bits, oue, pgr, report_bits, ss
 from lowcomm.analytics.subset import ideal_bits, subset_size_of
 from lowcomm.core import numpy_rng
@@ -37,11 +39,10 @@ FACTORIES = {"mss": mss, "ss": ss, "pgr": pgr, "grr": grr, "oue": oue}
 
 
 def dataset(name: str, k: int, n: int) -> np.ndarray:
-    if name == "spike":
-        return np.full(n, k // 2, dtype=np.int64)
-    weights = 1.0 / np.arange(1, k + 1) ** 1.1
-    rng = numpy_rng(0, purpose=f"mss-comparison-{name}")
-    return rng.choice(k, size=n, p=weights / weights.sum())
+    """The users' items: lowcomm.data's truncated Zipf (s = 1.0, as the PGR repository's
+    zipf1.0 inputs) or spike (every user holds item 0)."""
+    stream = data.spike_items(k, n) if name == "spike" else data.zipf_items(k, n, s=1.0, seed=0)
+    return np.concatenate(list(stream.chunks()))
 
 
 def analytic_columns(oracle) -> dict[str, float]:
