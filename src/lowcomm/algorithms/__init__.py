@@ -22,7 +22,7 @@ from lowcomm.algorithms.local import (
     full_gradient,
     local_sgd,
 )
-from lowcomm.algorithms.optim import Optimizer, adam, fedadam, sgd
+from lowcomm.algorithms.optim import Optimizer, adam, adamw, fedadam, sgd
 from lowcomm.algorithms.scafcom import scafcom
 from lowcomm.algorithms.scaffold import scaffold
 from lowcomm.algorithms.scallion import scallion, simplified_scaffold
@@ -37,6 +37,7 @@ __all__ = [
     "Optimizer",
     "ServerState",
     "adam",
+    "adamw",
     "batch_plan",
     "dgc",
     "ef21",

@@ -12,6 +12,7 @@ arXiv 2003.00295), so FedAvg, FedAvgM and FedAdam differ only in the server opti
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -114,6 +115,50 @@ def adam(lr: float, *, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8,
     return _adam("adam", lr, b1=b1, b2=b2, eps=eps, bias_correction=bias_correction, v0=0.0)
 
 
+def adamw(lr: float, *, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8,
+          weight_decay: float = 0.01, warmup_steps: int = 0,
+          total_steps: int | None = None) -> Optimizer:
+    """AdamW (Loshchilov & Hutter, ICLR 2019, arXiv 1711.05101), in PyTorch's convention:
+    decoupled decay `params <- params * (1 - lr_t * weight_decay)`, then the Adam step at `lr_t`.
+
+    `lr_t = lr * min(1, t / warmup_steps)` during a linear warmup, then, when `total_steps` is
+    given, a cosine decay to 0 at `total_steps` (the inner schedule of DiLoCo, Douillard et al.
+    2023); t counts this optimizer's own steps (its state), so each worker's schedule is its own.
+    """
+    _positive("lr", lr)
+    _fraction("b1", b1)
+    _fraction("b2", b2)
+    _positive("eps", eps)
+    if weight_decay < 0:
+        raise ValueError(f"weight_decay must be >= 0; got {weight_decay}")
+    if not isinstance(warmup_steps, int) or warmup_steps < 0:
+        raise ValueError(f"warmup_steps must be an integer >= 0; got {warmup_steps!r}")
+    if total_steps is not None and (not isinstance(total_steps, int)
+                                    or total_steps <= warmup_steps):
+        raise ValueError(f"total_steps must be an integer > warmup_steps ({warmup_steps}) or "
+                         f"None; got {total_steps!r}")
+
+    def factor(t: float) -> float:  # t = 1 at the first step
+        if warmup_steps and t <= warmup_steps:
+            return t / warmup_steps
+        if total_steps is None:
+            return 1.0
+        progress = min(1.0, (t - warmup_steps) / (total_steps - warmup_steps))
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    adam_step = _adam("adam", lr, b1=b1, b2=b2, eps=eps, bias_correction=True, v0=0.0)
+
+    def step_(params: torch.Tensor, grad: torch.Tensor, state: AdamState) -> None:
+        scale = factor(float(state.count.reshape(-1)[0]) + 1.0)
+        if weight_decay:
+            params.mul_(1.0 - lr * scale * weight_decay)
+        adam_step.step_(params, grad, state, lr_scale=scale)
+
+    return Optimizer("adamw", {"lr": lr, "b1": b1, "b2": b2, "eps": eps,
+                               "weight_decay": weight_decay, "warmup_steps": warmup_steps,
+                               "total_steps": total_steps}, adam_step.init, step_)
+
+
 def fedadam(lr: float, *, b1: float = 0.9, b2: float = 0.99, tau: float = 1e-3) -> Optimizer:
     """The server optimizer of FedAdam (Reddi et al. 2021, Algorithm 2).
 
@@ -136,7 +181,8 @@ def _adam(name: str, lr: float, *, b1: float, b2: float, eps: float, bias_correc
         count = torch.zeros((*params.shape[:-1], 1), dtype=params.dtype)
         return AdamState(torch.zeros_like(params), torch.full_like(params, v0), count)
 
-    def step_(params: torch.Tensor, grad: torch.Tensor, state: AdamState) -> None:
+    def step_(params: torch.Tensor, grad: torch.Tensor, state: AdamState, *,
+              lr_scale: float = 1.0) -> None:
         state.count.add_(1)
         state.m.mul_(b1).add_(grad, alpha=1.0 - b1)
         state.v.mul_(b2).addcmul_(grad, grad, value=1.0 - b2)
@@ -145,7 +191,7 @@ def _adam(name: str, lr: float, *, b1: float, b2: float, eps: float, bias_correc
             v_hat = state.v / (1.0 - b2**state.count)
         else:
             m_hat, v_hat = state.m, state.v
-        params.addcdiv_(m_hat, v_hat.sqrt().add_(eps), value=-lr)
+        params.addcdiv_(m_hat, v_hat.sqrt().add_(eps), value=-lr * lr_scale)
 
     return Optimizer(name, {"lr": lr, "b1": b1, "b2": b2, "eps": eps,
                             "bias_correction": bias_correction}, init, step_)

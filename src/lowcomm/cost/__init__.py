@@ -7,6 +7,7 @@ Only the ledger's events are measurements; seconds, joules, dollars and grams of
 from lowcomm.cost.flops import COUNTED_OPS, FlopCounter, count_flops
 from lowcomm.cost.ledger import (
     SERVER,
+    CollectiveEvent,
     CommEvent,
     ComputeEvent,
     Ledger,
@@ -23,7 +24,17 @@ from lowcomm.cost.network import (
     default_traces_dir,
     lognormal_network,
 )
+from lowcomm.cost.peer import PeerTraffic, peer_traffic
 from lowcomm.cost.pricing import Costs, price
+from lowcomm.cost.timeline import (
+    SCENARIOS,
+    Accelerator,
+    ClusterNetwork,
+    Timeline,
+    collective_seconds,
+    scenario,
+    timeline,
+)
 from lowcomm.cost.traces import (
     FLASH_TRACE_FILE,
     MOBILE_TRACE_FILE,
@@ -35,8 +46,12 @@ __all__ = [
     "COUNTED_OPS",
     "FLASH_TRACE_FILE",
     "MOBILE_TRACE_FILE",
+    "SCENARIOS",
     "SERVER",
+    "Accelerator",
     "CarbonModel",
+    "ClusterNetwork",
+    "CollectiveEvent",
     "CommEvent",
     "ComputeEvent",
     "Costs",
@@ -46,8 +61,11 @@ __all__ = [
     "Links",
     "MoneyModel",
     "NetworkModel",
+    "PeerTraffic",
+    "Timeline",
     "Totals",
     "client_name",
+    "collective_seconds",
     "constant_network",
     "count_flops",
     "default_network",
@@ -55,6 +73,9 @@ __all__ = [
     "flash_trace_network",
     "lognormal_network",
     "mobile_trace_network",
+    "peer_traffic",
     "price",
+    "scenario",
+    "timeline",
     "worker_name",
 ]

@@ -77,7 +77,47 @@ class ComputeEvent:
             raise ValueError(f"flops must be >= 0; got {self.flops}")
 
 
-Event = CommEvent | ComputeEvent
+COLLECTIVES = ("allreduce", "allgather", "broadcast", "exchange")
+
+
+@dataclass(frozen=True, slots=True)
+class CollectiveEvent:
+    """One collective operation among data-centre workers, posted after their compute of step
+    `round`: its kind, the `participants` (worker names), and the serialized bytes of the
+    largest transfer in each of its sequential hops (`hop_nbytes[h]`; `len(hop_nbytes)` is the
+    number of latency hops). The transfers themselves are `CommEvent`s of the same round and
+    channel; this event says how they are sequenced. The result is needed before the
+    participants' compute of step `ready_round` (> `round`); a later `ready_round` means the
+    algorithm lets the communication overlap the compute of the steps in between.
+    """
+
+    round: int
+    channel: str
+    collective: str
+    participants: tuple[str, ...]
+    hop_nbytes: tuple[int, ...]
+    ready_round: int
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "participants", tuple(self.participants))
+        object.__setattr__(self, "hop_nbytes", tuple(int(n) for n in self.hop_nbytes))
+        if self.collective not in COLLECTIVES:
+            raise ValueError(f"collective must be one of {COLLECTIVES}; got {self.collective!r}")
+        if len(self.participants) < 1 or len(set(self.participants)) != len(self.participants):
+            raise ValueError(f"participants must be distinct and non-empty; got "
+                             f"{self.participants}")
+        if any(n < 0 for n in self.hop_nbytes):
+            raise ValueError(f"hop_nbytes must be >= 0; got {self.hop_nbytes}")
+        if self.ready_round <= self.round:
+            raise ValueError(f"ready_round must be > round ({self.round}); got "
+                             f"{self.ready_round}")
+
+    @property
+    def hops(self) -> int:
+        return len(self.hop_nbytes)
+
+
+Event = CommEvent | ComputeEvent | CollectiveEvent
 
 
 @dataclass(frozen=True)
@@ -109,8 +149,8 @@ class _Accumulator:
             setattr(self, f"bytes_{event.direction}", getattr(self, f"bytes_{event.direction}")
                     + event.nbytes)
             self.messages += 1
-        else:
-            self.flops += event.flops
+        elif isinstance(event, ComputeEvent):
+            self.flops += event.flops  # a CollectiveEvent sequences CommEvents: no bytes of its own
 
     def freeze(self) -> Totals:
         return Totals(self.bytes_up, self.bytes_down, self.bytes_peer, self.flops, self.messages)
@@ -126,8 +166,9 @@ class Ledger:
         self.extend(events)
 
     def record(self, event: Event) -> None:
-        if not isinstance(event, CommEvent | ComputeEvent):
-            raise TypeError(f"a ledger holds CommEvent or ComputeEvent; got {type(event).__name__}")
+        if not isinstance(event, CommEvent | ComputeEvent | CollectiveEvent):
+            raise TypeError("a ledger holds CommEvent, ComputeEvent or CollectiveEvent; got "
+                            f"{type(event).__name__}")
         self._events.append(event)
 
     def extend(self, events: Iterable[Event]) -> None:
@@ -151,6 +192,9 @@ class Ledger:
     def compute_events(self) -> list[ComputeEvent]:
         return [e for e in self._events if isinstance(e, ComputeEvent)]
 
+    def collective_events(self) -> list[CollectiveEvent]:
+        return [e for e in self._events if isinstance(e, CollectiveEvent)]
+
     def totals(self, *, start: int = 0) -> Totals:
         """Sums over all events, or over those appended at index `start` and later."""
         acc = _Accumulator()
@@ -170,19 +214,23 @@ class Ledger:
         for event in self._events:
             if isinstance(event, CommEvent):
                 party = event.src if event.direction in ("up", "peer") else event.dst
-            else:
+            elif isinstance(event, ComputeEvent):
                 party = event.worker
+            else:
+                continue
             accs[party].add(event)
         return {w: accs[w].freeze() for w in sorted(accs)}
 
     def to_rows(self) -> list[dict]:
         """Events as plain dicts (with a 'type' key) for storage and export."""
-        return [{"type": type(e).__name__, **{f.name: getattr(e, f.name) for f in fields(e)}}
+        return [{"type": type(e).__name__,
+                 **{f.name: _plain(getattr(e, f.name)) for f in fields(e)}}
                 for e in self._events]
 
     @staticmethod
     def from_rows(rows: Iterable[dict]) -> Ledger:
-        kinds = {"CommEvent": CommEvent, "ComputeEvent": ComputeEvent}
+        kinds = {"CommEvent": CommEvent, "ComputeEvent": ComputeEvent,
+                 "CollectiveEvent": CollectiveEvent}
         events = []
         for row in rows:
             row = dict(row)
@@ -191,3 +239,8 @@ class Ledger:
                 raise ValueError(f"unknown ledger event type {kind!r}")
             events.append(kinds[kind](**row))
         return Ledger(events)
+
+
+def _plain(value):
+    """Tuples as lists, so a row is plain JSON."""
+    return list(value) if isinstance(value, tuple) else value

@@ -1,0 +1,43 @@
+"""Data-centre (replicated-worker) algorithms: one file each, written per worker (SPMD).
+
+See `base.py` for the protocol (`step` posts to collectives, `receive` applies their results,
+`delay_steps` declares overlap). `ddp` is the data-parallel baseline; `diloco` and `localsgd`
+synchronise every H inner steps.
+"""
+
+from lowcomm.algorithms.replicated.base import (
+    AllGather,
+    AllReduce,
+    Broadcast,
+    Exchange,
+    Post,
+    Received,
+    ReplicatedAlgorithm,
+    StepContext,
+    StepOutput,
+    param_hash,
+    require_positive_int,
+)
+from lowcomm.algorithms.replicated.ddp import ddp
+from lowcomm.algorithms.replicated.diloco import diloco, localsgd, outer_nesterov
+from lowcomm.algorithms.replicated.inner import gradient, inner_step
+
+__all__ = [
+    "AllGather",
+    "AllReduce",
+    "Broadcast",
+    "Exchange",
+    "Post",
+    "Received",
+    "ReplicatedAlgorithm",
+    "StepContext",
+    "StepOutput",
+    "ddp",
+    "diloco",
+    "gradient",
+    "inner_step",
+    "localsgd",
+    "outer_nesterov",
+    "param_hash",
+    "require_positive_int",
+]
