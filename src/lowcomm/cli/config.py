@@ -134,11 +134,13 @@ class RunConfig:
     no_store: bool = _opt(False, "do not store a run record", section="output")
 
 
-def option_specs() -> list[tuple[dataclasses.Field, type]]:
-    """(field, scalar type) for every option, in declaration order."""
-    hints = get_type_hints(RunConfig)
+def option_specs(schema: type = None) -> list[tuple[dataclasses.Field, type]]:
+    """(field, scalar type) for every option of a config dataclass (default `RunConfig`), in
+    declaration order."""
+    schema = schema or RunConfig
+    hints = get_type_hints(schema)
     specs = []
-    for f in dataclasses.fields(RunConfig):
+    for f in dataclasses.fields(schema):
         hint = hints[f.name]
         base = next((a for a in get_args(hint) if a is not type(None)), hint)
         specs.append((f, base))
@@ -189,13 +191,16 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     return {str(k).replace("-", "_"): v for k, v in raw.items()}
 
 
-def build_config(values: dict[str, Any]) -> RunConfig:
-    """Validated `RunConfig` from a mapping of option names (underscored) to raw values."""
-    specs = {f.name: (f, kind) for f, kind in option_specs()}
+def build_config(values: dict[str, Any], *, schema: type = None, check=None,
+                 command: str = "run") -> Any:
+    """A validated config (default: `RunConfig`, checked by `validate`) from a mapping of
+    option names (underscored) to raw values."""
+    schema, check = schema or RunConfig, check or validate
+    specs = {f.name: (f, kind) for f, kind in option_specs(schema)}
     unknown = sorted(set(values) - set(specs))
     if unknown:
-        raise ConfigError(f"unknown option {unknown[0]!r}; see `lowcomm run --help`")
-    hints = get_type_hints(RunConfig)
+        raise ConfigError(f"unknown option {unknown[0]!r}; see `lowcomm {command} --help`")
+    hints = get_type_hints(schema)
     parsed = {}
     for name, value in values.items():
         f, kind = specs[name]
@@ -204,8 +209,8 @@ def build_config(values: dict[str, Any]) -> RunConfig:
         choices = f.metadata["choices"]
         if choices and parsed[name] not in choices:
             raise ConfigError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
-    config = RunConfig(**parsed)
-    validate(config)
+    config = schema(**parsed)
+    check(config)
     return config
 
 

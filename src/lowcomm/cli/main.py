@@ -29,7 +29,16 @@ examples:
   lowcomm export 3 --format csv -o run3.csv
 """
 
-SECTIONS = {"data": "data", "training": "model and algorithm",
+TRAIN_EPILOG = """\
+examples:
+  lowcomm train                                          # DiLoCo, 4 workers, Python's docs
+  lowcomm train --algorithm ddp --steps 100
+  lowcomm train --algorithm diloco --workers 8 --inner-steps 50 --codec fp16
+  lowcomm train --dataset tiny_shakespeare --data-dir ../shared/data --steps 1000
+  lowcomm train --network cross-region --bandwidth-gbps 10
+"""
+
+SECTIONS = {"data": "data", "model": "model", "training": "model and algorithm",
             "cost": "cost models (modeled, never measured)", "output": "run records"}
 
 
@@ -43,9 +52,30 @@ def _add_run_parser(subparsers) -> None:
         description="Simulate a federated training run. Every option can also be given in a "
                     "YAML file (--config) under the same name with underscores; flags win.",
         formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG)
-    run.add_argument("--config", metavar="FILE.yaml", help="read options from a YAML mapping")
-    groups = {key: run.add_argument_group(title) for key, title in SECTIONS.items()}
-    for f, kind in option_specs():
+    _add_config_options(run, None)
+    run.set_defaults(command=_run)
+
+
+def _add_train_parser(subparsers) -> None:
+    from lowcomm.cli.train_config import TrainConfig
+
+    train = subparsers.add_parser(
+        "train", help="simulate low-communication data-centre training (DDP, DiLoCo, ...)",
+        description="Simulate p workers training one character-level transformer with "
+                    "little, late or overlapped communication. Bytes are measured per worker "
+                    "and per collective; time and compute utilization are modeled under every "
+                    "bandwidth scenario. Options can also come from a YAML file (--config).",
+        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=TRAIN_EPILOG)
+    _add_config_options(train, TrainConfig)
+    train.set_defaults(command=_train)
+
+
+def _add_config_options(parser, schema) -> None:
+    parser.add_argument("--config", metavar="FILE.yaml", help="read options from a YAML mapping")
+    sections = {f.metadata["section"] for f, _ in option_specs(schema)}
+    groups = {key: parser.add_argument_group(title) for key, title in SECTIONS.items()
+              if key in sections}
+    for f, kind in option_specs(schema):
         group = groups[f.metadata["section"]]
         help_text = f"{f.metadata['help']} (default: {f.default})"
         if kind is bool:
@@ -55,7 +85,6 @@ def _add_run_parser(subparsers) -> None:
             # choices are checked by build_config, so flags and YAML fail the same way
             group.add_argument(_flag(f.name), dest=f.name, default=argparse.SUPPRESS,
                                metavar=_metavar(f, kind), help=help_text)
-    run.set_defaults(command=_run)
 
 
 def _metavar(f, kind: type) -> str:
@@ -102,6 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=_version())
     subparsers = parser.add_subparsers(title="commands", metavar="COMMAND")
     _add_run_parser(subparsers)
+    _add_train_parser(subparsers)
     _add_models_parser(subparsers)
     _add_record_parsers(subparsers)
     return parser
@@ -119,6 +149,17 @@ def _run(args: argparse.Namespace, console: Console) -> int:
     values = load_yaml(args.config) if args.config else {}
     flags = {k: v for k, v in vars(args).items() if k not in ("command", "config")}
     return run_command(build_config({**values, **flags}), console)
+
+
+def _train(args: argparse.Namespace, console: Console) -> int:
+    from lowcomm.cli.train import train_command  # imports torch; keep --help fast
+    from lowcomm.cli.train_config import TrainConfig, validate_train
+
+    values = load_yaml(args.config) if args.config else {}
+    flags = {k: v for k, v in vars(args).items() if k not in ("command", "config")}
+    config = build_config({**values, **flags}, schema=TrainConfig, check=validate_train,
+                          command="train")
+    return train_command(config, console)
 
 
 def _models(args: argparse.Namespace, console: Console) -> int:
@@ -183,6 +224,7 @@ def _runs(args: argparse.Namespace, console: Console) -> int:
 
 def _show(args: argparse.Namespace, console: Console) -> int:
     from lowcomm.report import rounds_table, summary_table
+    from lowcomm.report.training import steps_table, training_summary_table
 
     record = _record(args)
     name = f" ({record['name']})" if record["name"] else ""
@@ -191,10 +233,11 @@ def _show(args: argparse.Namespace, console: Console) -> int:
                                          if v is not None))
     if record["error"]:
         console.print(f"error: {record['error']}")
+    training = record["config"].get("command") == "train"
     if record["rounds"]:
-        console.print(rounds_table(record["rounds"]))
+        console.print((steps_table if training else rounds_table)(record["rounds"]))
     if record["summary"]:
-        console.print(summary_table(record["summary"]))
+        console.print((training_summary_table if training else summary_table)(record["summary"]))
     return 0
 
 

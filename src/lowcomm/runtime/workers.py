@@ -97,7 +97,7 @@ class TrainingResult:
 def train_workers(algorithm: ReplicatedAlgorithm, data: WorkerData, model: ModelFn,
                   params: torch.Tensor, flops: FlopCounter, settings: TrainingSettings, *,
                   on_record: Callable[[StepRecord], None] | None = None,
-                  tap: WireTap | None = None, ledger: Ledger | None = None) -> TrainingResult:
+                  on_step: Callable[[int], None] | None = None, tap: WireTap | None = None, ledger: Ledger | None = None) -> TrainingResult:
     """Run `settings.steps` inner steps of `algorithm` on `settings.workers` workers."""
     p, seed = settings.workers, settings.seed
     algorithm.check_workers(p)
@@ -132,6 +132,8 @@ def train_workers(algorithm: ReplicatedAlgorithm, data: WorkerData, model: Model
         for ready, w, received in resolve(transport, posts, t, seed):
             inbox[ready].append((w, received))
         deliver(t + 1, t + 1)  # due before step t+1: nothing happens in between, so apply now
+        if on_step is not None:
+            on_step(t)
         if t % settings.eval_every == 0 or t == settings.steps:
             if t == settings.steps:
                 for pending in sorted(inbox):  # the run waits for what is still in flight
@@ -229,6 +231,12 @@ def _members(post, w: int, workers: int) -> tuple[int, ...]:
 
 def _run(transport: PeerTransport, kind: str, channel: str, by_worker: dict[int, Any],
          members: tuple[int, ...], t: int, ready: int, seed: int) -> dict[int, Any]:
+    if len(members) == 1:  # a group of one: nothing crosses a link
+        (w, post), = by_worker.items()
+        local = {AllReduce.__name__: lambda: post.vector.clone(),
+                 AllGather.__name__: lambda: (post.payload,),
+                 Broadcast.__name__: lambda: post.payload}
+        return {w: local[kind]()}
     if kind == AllReduce.__name__:
         codecs = {post.codec.name for post in by_worker.values()}
         if len(codecs) != 1:

@@ -1,0 +1,107 @@
+"""The typed configuration of `lowcomm train` (data-centre training), parsed only at the edge.
+
+As for `lowcomm run`: the dataclass fields are the YAML keys, their dashed forms the flags, and
+every mistake is one line naming the value.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from lowcomm.cli.config import ConfigError, _opt
+
+CORPORA = ("python_docs", "tiny_shakespeare")
+TRAIN_ALGORITHMS = ("ddp", "localsgd", "diloco")
+OUTER_OPTIMIZERS = ("nesterov", "avg", "momentum", "adam")
+SCHEDULES = ("cosine", "constant")
+SCENARIO_NAMES = ("datacenter", "cross-region", "internet")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    # data
+    dataset: str = _opt("python_docs", "text corpus: python_docs (Python's own documentation, "
+                        "shipped with Python; no data directory) or tiny_shakespeare (from the "
+                        "data directory)", choices=CORPORA, section="data")
+    data_dir: str | None = _opt(None, "folder with the real datasets (default: $LOWCOMM_DATA)",
+                                section="data")
+    seq_len: int = _opt(64, "characters per training window", section="data")
+    batch_size: int = _opt(16, "windows per worker per inner step", section="data")
+    eval_windows: int = _opt(64, "held-out windows evaluated (fixed, from the text's tail)",
+                             section="data")
+    # model
+    layers: int = _opt(2, "transformer blocks", section="model")
+    width: int = _opt(128, "model width (embedding size)", section="model")
+    heads: int = _opt(4, "attention heads", section="model")
+    # algorithm
+    algorithm: str = _opt("diloco", "training algorithm", choices=TRAIN_ALGORITHMS,
+                          section="training")
+    workers: int = _opt(4, "workers (replicas), each with its own contiguous shard",
+                        section="training")
+    steps: int = _opt(200, "global inner steps T (every worker takes T steps)",
+                      section="training")
+    inner_steps: int = _opt(50, "H: inner steps between synchronisations (diloco, localsgd)",
+                            section="training")
+    inner_lr: float = _opt(1e-3, "inner AdamW learning rate (DiLoCo's paper: 4e-4 at 60M+ "
+                           "parameters; small models take more)", section="training")
+    weight_decay: float = _opt(0.1, "inner AdamW decoupled weight decay (paper: 0.1)",
+                               section="training")
+    beta2: float = _opt(0.95, "inner AdamW beta2 (paper: 0.95; beta1 is 0.9)",
+                        section="training")
+    warmup_steps: int = _opt(20, "inner linear warmup steps", section="training")
+    schedule: str = _opt("cosine", "inner learning-rate schedule after warmup: cosine (to 0 at "
+                         "--steps, as in DiLoCo) or constant", choices=SCHEDULES,
+                         section="training")
+    outer_optimizer: str = _opt("nesterov", "outer step on the averaged outer gradient: "
+                                "nesterov (DiLoCo), avg (plain averaging = Local SGD), "
+                                "momentum, adam", choices=OUTER_OPTIMIZERS, section="training")
+    outer_lr: float = _opt(0.7, "outer learning rate (DiLoCo: 0.7)", section="training")
+    outer_momentum: float = _opt(0.9, "outer momentum (DiLoCo: 0.9)", section="training")
+    codec: str = _opt("fp32", "wire codec of the all-reduced vectors, applied per ring chunk "
+                      "with fp32 accumulation: fp32, fp16, bf16, or a stateless codec spec",
+                      section="training")
+    eval_every: int = _opt(50, "evaluate (and hash the replicas) every N steps",
+                           section="training")
+    seed: int = _opt(0, "seed of every random stream of the run", section="training")
+    # cost models (modeled, never measured)
+    network: str = _opt("internet", "bandwidth scenario for the headline modeled time; the "
+                        "summary also prints every scenario", choices=SCENARIO_NAMES,
+                        section="cost")
+    bandwidth_gbps: float | None = _opt(None, "override the scenario's per-worker bandwidth "
+                                        "in Gb/s", section="cost")
+    latency_ms: float | None = _opt(None, "override the scenario's one-way latency per hop in "
+                                    "ms", section="cost")
+    flops_per_second: float = _opt(1e12, "each worker's sustained counted FLOP/s (assumed "
+                                   "default: 1 TFLOP/s)", section="cost")
+    # bookkeeping
+    name: str | None = _opt(None, "a name for the run record", section="output")
+    db: str | None = _opt(None, "SQLite file for run records (default: the user's data home)",
+                          section="output")
+    no_store: bool = _opt(False, "do not store a run record", section="output")
+
+
+def validate_train(c: TrainConfig) -> None:
+    """Reject impossible combinations with a one-line message naming the value."""
+    def need(ok: bool, message: str) -> None:
+        if not ok:
+            raise ConfigError(message)
+
+    for name in ("seq_len", "batch_size", "eval_windows", "layers", "width", "heads",
+                 "workers", "steps", "inner_steps", "eval_every"):
+        value = getattr(c, name)
+        need(value >= 1, f"{name} must be >= 1; got {value}")
+    need(c.width % c.heads == 0, f"width ({c.width}) must be a multiple of heads ({c.heads})")
+    need(c.inner_lr > 0, f"inner_lr must be > 0; got {c.inner_lr}")
+    need(c.weight_decay >= 0, f"weight_decay must be >= 0; got {c.weight_decay}")
+    need(0 <= c.beta2 < 1, f"beta2 must be in [0, 1); got {c.beta2}")
+    need(c.warmup_steps >= 0, f"warmup_steps must be >= 0; got {c.warmup_steps}")
+    need(c.schedule == "constant" or c.warmup_steps < c.steps,
+         f"warmup_steps ({c.warmup_steps}) must be < steps ({c.steps}) with a cosine schedule")
+    need(c.outer_lr > 0, f"outer_lr must be > 0; got {c.outer_lr}")
+    need(0 <= c.outer_momentum < 1, f"outer_momentum must be in [0, 1); got {c.outer_momentum}")
+    need(c.outer_optimizer != "nesterov" or c.outer_momentum > 0,
+         "outer_optimizer=nesterov needs outer_momentum > 0")
+    need(c.bandwidth_gbps is None or c.bandwidth_gbps > 0,
+         f"bandwidth_gbps must be > 0; got {c.bandwidth_gbps}")
+    need(c.latency_ms is None or c.latency_ms >= 0, f"latency_ms must be >= 0; got {c.latency_ms}")
+    need(c.flops_per_second > 0, f"flops_per_second must be > 0; got {c.flops_per_second}")

@@ -1,0 +1,75 @@
+"""Tables of data-centre training records (`lowcomm train`): the summary and the steps.
+
+They read finished (or partial) records; they never run anything.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.table import Table
+
+from lowcomm.report.tables import human_bytes, human_count, human_seconds
+
+
+def _loss(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
+def training_summary_table(summary: dict[str, Any]) -> Table:
+    """Loss, measured peer bytes, counted FLOPs and modeled time under every scenario."""
+    table = Table(title="lowcomm train", show_header=True, header_style="bold")
+    table.add_column("quantity")
+    table.add_column("value", justify="right")
+    table.add_column("how it was obtained", style="dim")
+    peer, counted = summary["measured"]["peer"], summary["counted"]
+    workers = summary["workers"]
+    rows = [
+        ("validation loss (final)", _loss(summary["final_val_loss"]),
+         f"worker 0's model, {summary['dataset']['eval_windows']} held-out windows, nats per "
+         "character"),
+        ("validation loss (initial)", _loss(summary["initial_val_loss"]), "before training"),
+        ("replicas identical", "yes" if summary["replicas_identical"] else "no",
+         "SHA-256 of every worker's served parameters at the end"),
+        ("steps", f"{summary['steps']:,}", f"inner steps on each of {workers} workers"),
+        ("model parameters", f"{summary['model']['num_params']:,}", summary["model"]["key"]),
+        ("bytes sent", human_bytes(peer["total_nbytes"]),
+         f"measured: {peer['total_nbytes']:,} serialized bytes, all workers"),
+        ("bytes sent per worker", human_bytes(max(peer["sent_nbytes"].values(), default=0)),
+         "measured: the busiest worker (sent = received for a ring)"),
+        ("peak bytes per sync", human_bytes(peer["peak_sync_nbytes"]),
+         "measured: most one worker sent in one collective"),
+        ("collectives", ", ".join(f"{n:,} {k}" for k, n in peer["collectives"].items()) or "0",
+         f"latency hops per worker: {max(peer['hops'].values(), default=0):,}"),
+        ("FLOPs", human_count(counted["flops"]), f"counted: {counted['convention']}"),
+    ]
+    headline = summary["modeled"]["headline"]
+    for name, tl in summary["modeled"]["scenarios"].items():
+        net = tl["models"]["network"]
+        mark = " (headline)" if name == headline else ""
+        rows.append((f"time, {name}{mark}", human_seconds(tl["modeled_seconds"]),
+                     f"modeled: {net['bandwidth_bps'] / 1e9:g} Gb/s, "
+                     f"{1e3 * net['latency_seconds']:g} ms/hop, "
+                     f"{tl['models']['device']['flops_per_second'] / 1e12:g} TFLOP/s; "
+                     f"compute utilization {100 * tl['utilization']:.1f} %"))
+    rows.append(("simulator wall-clock", human_seconds(summary["measured"]["simulator_seconds"]),
+                 "measured: this process (simulator speed, not a cost of the protocol)"))
+    for row in rows:
+        table.add_row(*row)
+    return table
+
+
+def steps_table(rounds: list[dict[str, Any]], *, limit: int = 30) -> Table:
+    """Per-evaluation metrics of a training record; long runs show their first and last."""
+    table = Table(title="steps", header_style="bold")
+    for column in ("step", "train loss", "val loss", "replicas", "bytes sent", "FLOPs (counted)"):
+        table.add_column(column, justify="right")
+    shown = rounds if len(rounds) <= limit else rounds[: limit // 2] + rounds[-limit // 2 :]
+    for i, r in enumerate(shown):
+        if len(rounds) > limit and i == limit // 2:
+            table.add_row("...", "", "", "", "", "")
+        table.add_row(str(r["step"]), f"{r['train_loss']:.4f}", _loss(r.get("val_loss")),
+                      "identical" if r["replicas_identical"] else
+                      f"spread {r['replica_spread']:.3g}",
+                      human_bytes(r["bytes_sent"]), human_count(r["flops"]))
+    return table

@@ -1,0 +1,36 @@
+"""A tiny data-centre workload shared by the replicated-algorithm tests: a small MLP on
+scikit-learn's digits, one contiguous shard per worker, minibatches of 8."""
+
+from __future__ import annotations
+
+import torch
+
+from lowcomm import data, models
+from lowcomm.cost import FlopCounter
+from lowcomm.runtime import TrainingSettings, WorkerData, train_workers
+
+BATCH = 8
+
+
+def workload(workers: int, *, hidden: int = 16):
+    central = data.digits(seed=0)
+    x, y = central.x_train, central.y_train
+    spec = models.mlp_2nn(tuple(x.shape[1:]), 10, hidden=hidden)
+    model, params = models.init_params(spec, seed=0)
+    shards = torch.arange(len(y)).tensor_split(workers)
+
+    def sample(w: int, g: torch.Generator):
+        idx = shards[w][torch.randint(len(shards[w]), (BATCH,), generator=g)]
+        return x[idx], y[idx]
+
+    worker_data = WorkerData(sample, central.x_test, central.y_test, tuple(x.shape[1:]))
+    flops = FlopCounter(spec.key, spec.build, input_dtype=spec.input_dtype)
+    return model, params, worker_data, flops
+
+
+def run(algorithm, *, workers: int, steps: int, eval_every: int | None = None, seed: int = 0,
+        hidden: int = 16):
+    model, params, worker_data, flops = workload(workers, hidden=hidden)
+    settings = TrainingSettings(steps=steps, workers=workers, seed=seed,
+                                eval_every=eval_every or steps)
+    return train_workers(algorithm(model), worker_data, model, params, flops, settings)
