@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from tests.algorithms.replicated_runs import run, workload
 
 from lowcomm.algorithms import adamw, sgd
 from lowcomm.algorithms.replicated import (
@@ -19,7 +20,6 @@ from lowcomm.algorithms.replicated import (
 from lowcomm.compress import fp16
 from lowcomm.cost import peer_traffic
 from lowcomm.runtime import TrainingSettings, train_workers
-from tests.algorithms.replicated_runs import run, workload
 
 
 def _batches(worker_data, workers: int, steps: int, seed: int = 0):

@@ -134,7 +134,7 @@ class RunConfig:
     no_store: bool = _opt(False, "do not store a run record", section="output")
 
 
-def option_specs(schema: type = None) -> list[tuple[dataclasses.Field, type]]:
+def option_specs(schema: type | None = None) -> list[tuple[dataclasses.Field, type]]:
     """(field, scalar type) for every option of a config dataclass (default `RunConfig`), in
     declaration order."""
     schema = schema or RunConfig
@@ -191,7 +191,7 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     return {str(k).replace("-", "_"): v for k, v in raw.items()}
 
 
-def build_config(values: dict[str, Any], *, schema: type = None, check=None,
+def build_config(values: dict[str, Any], *, schema: type | None = None, check=None,
                  command: str = "run") -> Any:
     """A validated config (default: `RunConfig`, checked by `validate`) from a mapping of
     option names (underscored) to raw values."""

@@ -97,7 +97,8 @@ class TrainingResult:
 def train_workers(algorithm: ReplicatedAlgorithm, data: WorkerData, model: ModelFn,
                   params: torch.Tensor, flops: FlopCounter, settings: TrainingSettings, *,
                   on_record: Callable[[StepRecord], None] | None = None,
-                  on_step: Callable[[int], None] | None = None, tap: WireTap | None = None, ledger: Ledger | None = None) -> TrainingResult:
+                  on_step: Callable[[int], None] | None = None, tap: WireTap | None = None,
+                  ledger: Ledger | None = None) -> TrainingResult:
     """Run `settings.steps` inner steps of `algorithm` on `settings.workers` workers."""
     p, seed = settings.workers, settings.seed
     algorithm.check_workers(p)

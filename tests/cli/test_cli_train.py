@@ -1,0 +1,77 @@
+"""`lowcomm train`: a tiny run end to end, stored and shown, and bad input as one line."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from lowcomm.cli.main import main
+
+TINY = ["--workers", "2", "--steps", "4", "--inner-steps", "2", "--batch-size", "2",
+        "--seq-len", "16", "--layers", "1", "--width", "32", "--heads", "2", "--eval-every",
+        "2", "--eval-windows", "8", "--warmup-steps", "1"]
+
+
+@pytest.fixture
+def db(tmp_path):
+    return str(tmp_path / "runs.sqlite")
+
+
+def test_train_prints_measured_bytes_and_modeled_time_and_stores_a_record(db, tmp_path,
+                                                                          capsys):
+    config = tmp_path / "train.yaml"
+    config.write_text("algorithm: diloco\ncodec: fp16\nname: tiny-diloco\nsteps: 10\n")
+    assert main(["train", "--config", str(config), *TINY, "--db", db]) == 0
+    out = capsys.readouterr().out
+    for needle in ("validation loss", "bytes sent", "peak bytes per sync", "measured",
+                   "counted", "modeled", "utilization", "cross-region", "replicas identical"):
+        assert needle in out
+    assert main(["show", "1", "--db", db]) == 0
+    assert "steps" in capsys.readouterr().out
+    assert main(["export", "1", "--db", db]) == 0
+    record = json.loads(capsys.readouterr().out)
+    summary = record["summary"]
+    assert record["config"]["steps"] == 4 and record["config"]["codec"] == "fp16"
+    assert summary["algorithm"]["name"] == "diloco" and summary["replicas_identical"]
+    sent = sum(e["nbytes"] for e in record["events"] if e["type"] == "CommEvent")
+    assert sent == summary["measured"]["peer"]["total_nbytes"] > 0
+    assert summary["measured"]["peer"]["collectives"] == {"allreduce": 2}  # steps 2 and 4
+    assert [r["step"] for r in record["rounds"]] == [2, 4]
+    scenarios = summary["modeled"]["scenarios"]
+    assert scenarios["internet"]["modeled_seconds"] > scenarios["datacenter"]["modeled_seconds"]
+
+
+def test_ddp_sends_h_times_the_bytes_of_diloco(db, capsys):
+    totals = {}
+    for algorithm in ("ddp", "diloco"):
+        assert main(["train", *TINY, "--algorithm", algorithm, "--db", db]) == 0
+    capsys.readouterr()
+    for run_id, algorithm in ((1, "ddp"), (2, "diloco")):
+        assert main(["export", str(run_id), "--db", db]) == 0
+        totals[algorithm] = json.loads(capsys.readouterr().out)["summary"]["measured"]["peer"][
+            "total_nbytes"]
+    assert totals["ddp"] == 2 * totals["diloco"]  # H = 2
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--inner-steps", "0"], "inner_steps must be >= 1; got 0"),
+    (["--width", "30", "--heads", "4"], "width (30) must be a multiple of heads (4)"),
+    (["--algorithm", "fedavg"], "algorithm must be one of ddp, localsgd, diloco"),
+    (["--network", "lan"], "network must be one of datacenter, cross-region, internet"),
+    (["--codec", "topk:0.1,ef"], "needs a stateless codec"),
+    (["--outer-momentum", "1"], "outer_momentum must be in [0, 1); got 1.0"),
+    (["--dataset", "tiny_shakespeare", "--data-dir", "/nonexistent/lowcomm-data"],
+     "/nonexistent/lowcomm-data"),
+    (["--seq-len", "100000"], "too short for one window of seq_len=100000"),
+    (["--bogus", "1"], None),
+])
+def test_bad_input_is_one_line_naming_the_value(args, message, db, capsys):
+    if message is None:
+        with pytest.raises(SystemExit) as exit_info:
+            main(["train", *args])
+        assert exit_info.value.code == 2
+        return
+    assert main(["train", *TINY, *args, "--db", db]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and message in err and "\n" not in err
