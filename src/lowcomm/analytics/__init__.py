@@ -14,11 +14,17 @@ The exception is full RAPPOR (`rappor`: Bloom filter, cohorts, memoized permanen
 instantaneous randomized response, regression decoding), which is not a pure protocol and has
 its own `RapporOracle` with `RapporTally` counts and a `RapporDecoding` result.
 
+Heavy hitters (see docs/heavy_hitters.md): `prefix_tree(bits=, k=, epsilon=, oracle=olh)` fixes
+the task and the tree; `pem(values, tree, seed=)`, `per_party_pem(parties, tree, seed=)` and
+`taps(parties, tree, seed=)` return a `HeavyHitters` record (top-k, F1, NCR, measured bits per
+user, rounds).
+
 Federated ROC and PR curves (Xu and Cormode) are in `lowcomm.analytics.roc` (see docs/roc.md).
 """
 
 from lowcomm.analytics.grr import grr
 from lowcomm.analytics.hadamard import HadamardResponseOracle, hm, hr
+from lowcomm.analytics.heavy_hitters import HeavyHitters, f1_score, ncr, top_k
 from lowcomm.analytics.local_hashing import blh, local_hashing, olh
 from lowcomm.analytics.mss import MSSOracle, mss, mss_bits
 from lowcomm.analytics.oracle import (
@@ -32,17 +38,22 @@ from lowcomm.analytics.oracle import (
     report_bits,
     single_report,
 )
+from lowcomm.analytics.pem import pem, per_party_pem
+from lowcomm.analytics.prefix_tree import PrefixTree, prefix_tree
 from lowcomm.analytics.projective import ProjectiveOracle, pgr
 from lowcomm.analytics.rappor import RapporOracle, RapporTally, rappor
 from lowcomm.analytics.rappor_decode import RapporDecoding
 from lowcomm.analytics.subset import ss
+from lowcomm.analytics.taps import taps
 from lowcomm.analytics.unary import oue, sue
 from lowcomm.analytics.wire import aggregate_reports, user_reports
 
 __all__ = [
     "FrequencyOracle",
     "HadamardResponseOracle",
+    "HeavyHitters",
     "MSSOracle",
+    "PrefixTree",
     "ProjectiveOracle",
     "RapporDecoding",
     "RapporOracle",
@@ -54,20 +65,27 @@ __all__ = [
     "aggregate",
     "aggregate_reports",
     "blh",
+    "f1_score",
     "grr",
     "hm",
     "hr",
     "local_hashing",
     "mss",
     "mss_bits",
+    "ncr",
     "num_reports",
     "olh",
     "oue",
+    "pem",
+    "per_party_pem",
     "pgr",
+    "prefix_tree",
     "rappor",
     "report_bits",
     "single_report",
     "ss",
     "sue",
+    "taps",
+    "top_k",
     "user_reports",
 ]

@@ -6,7 +6,8 @@
   metric;
 - procedural data: `synthetic` (FedProx's Synthetic(α, β), a million clients are fine);
 - item streams for frequency estimation (`ItemStream`, in chunks): `zipf_items`, `spike_items`,
-  and `basket_items` (one seeded item per real market basket), with `read_baskets`;
+  and `basket_items` (one seeded item per real market basket), with `read_baskets`; for heavy
+  hitters `item_ids` (original ids), `spread_ids` (ranks onto random bit ids), `party_split`;
 - bundled real data (offline, inside installed packages): `digits`, `mnist_subset`, `mnist1d`;
 - real data from a data directory: `mnist`, `fashion_mnist`, `femnist`, `shakespeare`, with
   `resolve_data_dir` and `DataDirError`;
@@ -25,7 +26,16 @@ from lowcomm.data.files import (
     resolve_data_dir,
     shakespeare,
 )
-from lowcomm.data.items import ItemStream, basket_items, read_baskets, spike_items, zipf_items
+from lowcomm.data.items import (
+    ItemStream,
+    basket_items,
+    item_ids,
+    party_split,
+    read_baskets,
+    spike_items,
+    spread_ids,
+    zipf_items,
+)
 from lowcomm.data.partition import dirichlet, iid, label_skew, natural, quantity_skew, shards
 from lowcomm.data.synthetic import synthetic
 from lowcomm.data.text import (
@@ -52,11 +62,13 @@ __all__ = [
     "federate",
     "femnist",
     "iid",
+    "item_ids",
     "label_skew",
     "mnist",
     "mnist1d",
     "mnist_subset",
     "natural",
+    "party_split",
     "python_docs",
     "quantity_skew",
     "read_baskets",
@@ -66,6 +78,7 @@ __all__ = [
     "shard_text",
     "shards",
     "spike_items",
+    "spread_ids",
     "synthetic",
     "tiny_shakespeare",
     "zipf_items",

@@ -21,6 +21,11 @@ every pass, so 10^7 users never sit in memory at once; `true_counts()` is one pa
   smaller item id first); the k - 1 most frequent become 0 .. k - 2 in rank order and every
   other item becomes k - 1, "other". `labels[v]` is the original item id of domain value v
   (-1 for "other"). The real frequencies are those of the picked items, not of the baskets.
+
+For heavy hitters (`lowcomm.analytics.pem`, `taps`), which need the items' own ids:
+`item_ids(stream)` returns all users' original ids (a basket stream built with k - 1 at least its
+distinct items, so nothing is "other"); `spread_ids` maps Zipf ranks onto distinct random
+`bits`-bit ids; `party_split` divides users into parties (contiguous, iid or Dirichlet non-IID).
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ import numpy as np
 
 from lowcomm.core import numpy_rng
 from lowcomm.data.files import DataDirError, resolve_data_dir
+from lowcomm.data.partition import dirichlet, iid
 
 BASKET_FILES = {"retail": ("itemsets/retail.dat.gz", False),
                 "kosarak": ("itemsets/kosarak_partial_36682.dat.gz", True)}  # (path, cut line)
@@ -184,3 +190,53 @@ def basket_items(name: str, data_dir: str | Path | None, *, k: int, seed: int,
     return ItemStream(name, int(k), int(n), int(chunk_users), chunk, labels=labels,
                       params={"seed": int(seed), "file": relative, "distinct_items": distinct,
                               "other_items": max(0, distinct - (k - 1))})
+
+
+# --- for heavy hitters: original item ids, ids spread over a bit domain, parties --------------
+
+PARTY_SPLITS = ("contiguous", "iid", "dirichlet")
+
+
+def item_ids(stream: ItemStream) -> np.ndarray:
+    """[n] int64: every user's item as its original id (through `labels` for basket data), in
+    user order. A heavy-hitter protocol needs the ids themselves, so a stream that folded items
+    into "other" is refused: build it with k - 1 >= the number of distinct items."""
+    values = np.concatenate(list(stream.chunks()))
+    if stream.labels is None:
+        return values
+    if stream.params.get("other_items", 0) > 0:
+        raise ValueError(f"{stream.name}: {stream.params['other_items']} items are folded into "
+                         f"'other' at k = {stream.k}; use k > {stream.params['distinct_items']}")
+    return stream.labels[values]
+
+
+def spread_ids(values: np.ndarray, k: int, *, bits: int, rng: np.random.Generator) -> np.ndarray:
+    """Values in [0, k) mapped to k distinct ids drawn uniformly from [0, 2^bits), so that items
+    close in rank do not share prefixes by construction (Zipf ranks are 0, 1, 2, ...)."""
+    if not isinstance(bits, int | np.integer) or isinstance(bits, bool) or not 1 <= bits <= 62:
+        raise ValueError(f"bits must be an integer in [1, 62]; got {bits!r}")
+    if not isinstance(k, int | np.integer) or not 1 <= k <= 1 << bits:
+        raise ValueError(f"k must be an integer in [1, 2^bits = {1 << bits}]; got {k!r}")
+    return rng.choice(1 << bits, size=int(k), replace=False)[np.asarray(values)]
+
+
+def party_split(items: np.ndarray, num_parties: int, *, how: str, rng: np.random.Generator,
+                alpha: float = 0.5) -> list[np.ndarray]:
+    """The users' items divided into parties, a list of item arrays: "contiguous" (user order;
+    time order for the basket files), "iid" (a seeded shuffle, `partition.iid`) or "dirichlet"
+    (non-IID: each item's holders divided in Dir(alpha) proportions, `partition.dirichlet` with
+    the items as labels)."""
+    items = np.asarray(items)
+    if how not in PARTY_SPLITS:
+        raise ValueError(f"party_split: how must be one of {PARTY_SPLITS}; got {how!r}")
+    if not isinstance(num_parties, int | np.integer) or isinstance(num_parties, bool) \
+            or not 1 <= num_parties <= items.shape[0]:
+        raise ValueError(f"num_parties must be an integer in [1, {items.shape[0]}] (the number "
+                         f"of users); got {num_parties!r}")
+    if how == "contiguous":
+        parts = np.array_split(np.arange(items.shape[0]), num_parties)
+    elif how == "iid":
+        parts = iid(items.shape[0], num_parties, rng=rng)
+    else:
+        parts = dirichlet(items, num_parties, alpha=alpha, rng=rng)
+    return [items[np.sort(part)] for part in parts]
