@@ -39,8 +39,7 @@ from lowcomm.analytics.prefix_tree import (
     PrefixTree,
     check_items,
     check_parties,
-    extend,
-    first_candidates,
+    level_candidates,
     run_level,
     split_groups,
     top_by_score,
@@ -62,10 +61,9 @@ def pem_party(items: np.ndarray, tree: PrefixTree, *, seed: int, party: int = 0)
     """PEM over one population of users (already checked by `check_items`)."""
     groups = split_groups(items.shape[0], tree.levels,
                           numpy_rng(seed, client=party, purpose="pem-groups"))
-    traffic, kept = Traffic(), np.zeros(0, dtype=np.int64)
+    traffic, kept = Traffic(), None
     for level, length in enumerate(tree.lengths):
-        candidates = first_candidates(tree) if level == 0 else extend(
-            kept, length - tree.lengths[level - 1])
+        candidates = level_candidates(tree, kept, level)
         report = run_level(tree, items[groups[level]], candidates, length=length,
                            rng=numpy_rng(seed, round=level, client=party, purpose="pem-encode"))
         traffic = traffic.plus_level(report)

@@ -136,6 +136,14 @@ def first_candidates(tree: PrefixTree) -> np.ndarray:
     return np.arange(1 << tree.lengths[0], dtype=np.int64)
 
 
+def level_candidates(tree: PrefixTree, kept: np.ndarray | None, level: int) -> np.ndarray:
+    """Level `level`'s candidates: every prefix at level 0, else the kept prefixes of the level
+    before, each extended to this level's length."""
+    if level == 0:
+        return first_candidates(tree)
+    return extend(kept, tree.lengths[level] - tree.lengths[level - 1])
+
+
 def extend(prefixes: np.ndarray, step: int) -> np.ndarray:
     """Each prefix followed by every `step`-bit suffix, sorted if `prefixes` is: [c * 2^step]."""
     suffixes = np.arange(1 << step, dtype=np.int64)

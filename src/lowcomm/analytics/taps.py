@@ -57,8 +57,7 @@ from lowcomm.analytics.prefix_tree import (
     LevelReport,
     PrefixTree,
     check_parties,
-    extend,
-    first_candidates,
+    level_candidates,
     run_level,
     split_groups,
     top_by_score,
@@ -154,13 +153,9 @@ def taps(parties, tree: PrefixTree, *, seed: int, shared_levels: int | None = No
         return run_level(tree, checked[p][groups[p][level]], candidates, length=lengths[level],
                          rng=numpy_rng(seed, round=level, client=p, purpose="taps-encode"))
 
-    def grow(kept: np.ndarray | None, level: int) -> np.ndarray:
-        return first_candidates(tree) if level == 0 else extend(
-            kept, lengths[level] - lengths[level - 1])
-
     traffic, kept = Traffic(), None
     for level in range(shared):  # phase I: one shallow trie for all parties
-        candidates = grow(kept, level)
+        candidates = level_candidates(tree, kept, level)
         reports = [answer(p, level, candidates) for p in range(len(checked))]
         for report in reports:  # each party's aggregator sends its counts to the coordinator
             traffic = traffic.plus_level(report).plus_message(Payload({"counts": report.counts}))
@@ -177,7 +172,7 @@ def taps(parties, tree: PrefixTree, *, seed: int, shared_levels: int | None = No
         n_party, kept_p = items.shape[0], kept
         for level in range(shared, levels):
             known = prior[level]
-            candidates = np.union1d(grow(kept_p, level), known.kept)
+            candidates = np.union1d(level_candidates(tree, kept_p, level), known.kept)
             report = answer(p, level, candidates)
             traffic = traffic.plus_level(report)
             if p:
