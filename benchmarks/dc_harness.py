@@ -74,6 +74,8 @@ def run_one(w: Workload, make: Callable[[models.ModelFn], ReplicatedAlgorithm], 
     timelines = {name: cost.timeline(result.ledger, network=net, device=device)
                  for name, net in cost.SCENARIOS.items()}
     traffic = cost.peer_traffic(result.ledger)
+    cumulative = [sum(r.bytes_sent for r in result.records[: i + 1])
+                  for i in range(len(result.records))]
     return {
         "label": label, "seed": seed, "algorithm": algorithm.name,
         "hyperparams": algorithm.hyperparams, "overlap": algorithm.overlap,
@@ -81,10 +83,11 @@ def run_one(w: Workload, make: Callable[[models.ModelFn], ReplicatedAlgorithm], 
         "initial_val_loss": result.initial_val_loss,
         "final_val_loss": result.records[-1].val_loss,
         "curve": [{"step": r.step, "val_loss": r.val_loss, "train_loss": r.train_loss,
+                   "bytes_sent": sent,
                    "replicas_identical": r.replicas_identical,
                    "replica_spread": r.replica_spread,
                    "modeled_seconds": {n: tl.seconds_at(r.step) for n, tl in timelines.items()}}
-                  for r in result.records],
+                  for r, sent in zip(result.records, cumulative, strict=True)],
         "bytes_total": traffic.total_nbytes,
         "bytes_per_worker": max(traffic.sent_nbytes.values(), default=0),
         "peak_sync_nbytes": traffic.peak_sync_nbytes,
