@@ -35,8 +35,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from dc_harness import Workload, append_result, done, mean_spread, run_one
-
-from lowcomm.algorithms import adamw, sgd
+from lowcomm.algorithms import adamw
 from lowcomm.algorithms.replicated import ddp, diloco, localsgd, outer_nesterov
 from lowcomm.compress import fp16
 
