@@ -75,3 +75,25 @@ def test_bad_input_is_one_line_naming_the_value(args, message, db, capsys):
     assert main(["train", *TINY, *args, "--db", db]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and message in err and "\n" not in err
+
+
+def test_an_interrupted_train_run_keeps_its_steps_and_ledger(db, monkeypatch, capsys):
+    import lowcomm.cli.train as train
+
+    original = train.train_workers
+
+    def interrupted(*args, on_record=None, **kwargs):
+        def stop_after_first(record):
+            on_record(record)
+            raise KeyboardInterrupt
+
+        return original(*args, on_record=stop_after_first, **kwargs)
+
+    monkeypatch.setattr(train, "train_workers", interrupted)
+    assert main(["train", *TINY, "--db", db]) == 130
+    capsys.readouterr()
+    assert main(["export", "1", "--db", db]) == 0
+    record = json.loads(capsys.readouterr().out)
+    assert record["status"] == "interrupted"
+    assert [r["step"] for r in record["rounds"]] == [2]
+    assert any(e["type"] == "CollectiveEvent" for e in record["events"])

@@ -16,7 +16,8 @@ import lowcomm
 from lowcomm import cost
 from lowcomm.cli.build import CostModels, RunParts, build_cost_models, build_run
 from lowcomm.cli.config import RunConfig
-from lowcomm.report import RunStore, default_db_path, summary_table
+from lowcomm.cli.records import Recording, recording
+from lowcomm.report import summary_table
 from lowcomm.runtime import (
     RoundRecord,
     SimulationResult,
@@ -71,28 +72,13 @@ def run_command(c: RunConfig, console: Console) -> int:
     console.print(f"[bold]{c.algorithm}[/] on {described['name']}: {described['num_clients']} "
                   f"clients ({c.partition}), {described['num_train']} training samples, "
                   f"model {parts.spec.key} with {parts.params.numel():,} parameters")
-    store = None if c.no_store else RunStore(c.db or default_db_path())
-    run_id = None if store is None else store.start(
-        name=c.name, config=dataclasses.asdict(c), environment=environment())
-    ledger = cost.Ledger()
-    started = time.perf_counter()
-    try:
-        result = _simulate_with_progress(c, parts, ledger, store, run_id, console)
-    except BaseException as err:
-        if store is not None:
-            status = "interrupted" if isinstance(err, KeyboardInterrupt) else "failed"
-            store.finish(run_id, status=status, events=ledger.to_rows(),
-                         error=f"{type(err).__name__}: {err}")
-            console.print(f"run {run_id} {status}; finished rounds and the ledger are stored "
-                          f"in {store.path}")
-        raise
-    summary = _price_and_summarize(c, parts, result, models, time.perf_counter() - started)
-    console.print(summary_table(summary))
-    if store is not None:
-        store.finish(run_id, status="done", summary=summary, events=ledger.to_rows())
-        console.print(f"stored as run {run_id} in {store.path} "
-                      f"(`lowcomm show {run_id}`, `lowcomm export {run_id}`)")
-        store.close()
+    with recording(db=c.db, no_store=c.no_store, name=c.name, config=dataclasses.asdict(c),
+                   environment=environment(), console=console) as rec:
+        started = time.perf_counter()
+        result = _simulate_with_progress(c, parts, rec, console)
+        summary = _price_and_summarize(c, parts, result, models, time.perf_counter() - started)
+        console.print(summary_table(summary))
+        rec.finish(summary, console)
     return 0
 
 
@@ -103,8 +89,7 @@ def _price_and_summarize(c: RunConfig, parts: RunParts, result: SimulationResult
     return summarize(c, parts, result, costs, seconds)
 
 
-def _simulate_with_progress(c: RunConfig, parts: RunParts, ledger: cost.Ledger,
-                            store: RunStore | None, run_id: int | None,
+def _simulate_with_progress(c: RunConfig, parts: RunParts, rec: Recording,
                             console: Console) -> SimulationResult:
     flops = cost.FlopCounter(parts.spec.key, parts.spec.build, input_dtype=parts.spec.input_dtype)
     settings = SimulationSettings(rounds=c.rounds, clients_per_round=c.clients_per_round,
@@ -122,9 +107,8 @@ def _simulate_with_progress(c: RunConfig, parts: RunParts, ledger: cost.Ledger,
             progress.update(task, advance=int(record.round >= 1),  # not an initial round 0
                             status=f"test acc {last_accuracy[0]}, "
                                    f"train loss {record.train_loss:.3f}")
-            if store is not None:
-                store.add_round(run_id, dataclasses.asdict(record))
+            rec.add_round(dataclasses.asdict(record))
 
         return simulate(parts.algorithm, parts.dataset, parts.model, parts.params, flops,
-                        settings, on_round=on_round, ledger=ledger,
+                        settings, on_round=on_round, ledger=rec.ledger,
                         executor=EXECUTORS[c.execution]())

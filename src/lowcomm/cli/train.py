@@ -11,10 +11,10 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from lowcomm import cost
+from lowcomm.cli.records import Recording, recording
 from lowcomm.cli.run import environment
 from lowcomm.cli.train_build import TrainParts, build_device, build_networks, build_train
 from lowcomm.cli.train_config import TrainConfig
-from lowcomm.report import RunStore, default_db_path
 from lowcomm.report.training import training_summary_table
 from lowcomm.runtime import StepRecord, TrainingResult, TrainingSettings, train_workers
 
@@ -59,34 +59,18 @@ def train_command(c: TrainConfig, console: Console) -> int:
                   f"{c.steps} steps of {c.batch_size}x{c.seq_len} characters each, model "
                   f"{parts.spec.key} with {parts.params.numel():,} parameters; overlap: "
                   f"{parts.algorithm.overlap}")
-    store = None if c.no_store else RunStore(c.db or default_db_path())
-    run_id = None if store is None else store.start(
-        name=c.name, config={"command": "train", **dataclasses.asdict(c)},
-        environment=environment())
-    ledger = cost.Ledger()
-    started = time.perf_counter()
-    try:
-        result = _train_with_progress(c, parts, ledger, store, run_id, console)
-    except BaseException as err:
-        if store is not None:
-            status = "interrupted" if isinstance(err, KeyboardInterrupt) else "failed"
-            store.finish(run_id, status=status, events=ledger.to_rows(),
-                         error=f"{type(err).__name__}: {err}")
-            console.print(f"run {run_id} {status}; finished steps and the ledger are stored "
-                          f"in {store.path}")
-        raise
-    summary = summarize(c, parts, result, time.perf_counter() - started)
-    console.print(training_summary_table(summary))
-    if store is not None:
-        store.finish(run_id, status="done", summary=summary, events=ledger.to_rows())
-        console.print(f"stored as run {run_id} in {store.path} "
-                      f"(`lowcomm show {run_id}`, `lowcomm export {run_id}`)")
-        store.close()
+    config = {"command": "train", **dataclasses.asdict(c)}
+    with recording(db=c.db, no_store=c.no_store, name=c.name, config=config,
+                   environment=environment(), console=console, what="steps") as rec:
+        started = time.perf_counter()
+        result = _train_with_progress(c, parts, rec, console)
+        summary = summarize(c, parts, result, time.perf_counter() - started)
+        console.print(training_summary_table(summary))
+        rec.finish(summary, console)
     return 0
 
 
-def _train_with_progress(c: TrainConfig, parts: TrainParts, ledger: cost.Ledger,
-                         store: RunStore | None, run_id: int | None,
+def _train_with_progress(c: TrainConfig, parts: TrainParts, rec: Recording,
                          console: Console) -> TrainingResult:
     flops = cost.FlopCounter(parts.spec.key, parts.spec.build, input_dtype=parts.spec.input_dtype)
     settings = TrainingSettings(steps=c.steps, workers=c.workers, seed=c.seed,
@@ -99,12 +83,11 @@ def _train_with_progress(c: TrainConfig, parts: TrainParts, ledger: cost.Ledger,
         def on_record(record: StepRecord) -> None:
             progress.update(task, status=f"val loss {record.val_loss:.3f}, train loss "
                                    f"{record.train_loss:.3f}")
-            if store is not None:
-                store.add_round(run_id, {"round": record.step, **dataclasses.asdict(record)})
+            rec.add_round({"round": record.step, **dataclasses.asdict(record)})
 
         def on_step(step: int) -> None:
             progress.update(task, completed=step)
 
         return train_workers(parts.algorithm, parts.worker_data, parts.model, parts.params,
                              flops, settings, on_record=on_record, on_step=on_step,
-                             ledger=ledger)
+                             ledger=rec.ledger)
