@@ -31,11 +31,19 @@ import numpy as np
 
 from lowcomm import data
 from lowcomm.analytics import grr, mss, mss_bits, oue, pgr, report_bits, ss
+from lowcomm.analytics.mss import default_moduli
 from lowcomm.analytics.subset import ideal_bits, subset_size_of
 from lowcomm.core import numpy_rng
 
-MECHANISMS = ("mss", "ss", "pgr", "grr", "oue")
-FACTORIES = {"mss": mss, "ss": ss, "pgr": pgr, "grr": grr, "oue": oue}
+
+def mss_half(epsilon: float, k: int):
+    """MSS with moduli near k/2: up to 8 pairwise coprime moduli in [0.44 k, 0.586 k] (k = 1024:
+    (600, 577, 557, 533, 511, 491, 467), κ ≈ 1.29), about half of SS's subset-index bits."""
+    return mss(epsilon, k, moduli=default_moduli(k, 8, band=(int(0.44 * k), int(0.586 * k))))
+
+
+MECHANISMS = ("mss", "mss-half", "ss", "pgr", "grr", "oue")
+FACTORIES = {"mss": mss, "mss-half": mss_half, "ss": ss, "pgr": pgr, "grr": grr, "oue": oue}
 
 
 def dataset(name: str, k: int, n: int) -> np.ndarray:
@@ -46,7 +54,7 @@ def dataset(name: str, k: int, n: int) -> np.ndarray:
 
 
 def analytic_columns(oracle) -> dict[str, float]:
-    if oracle.name == "mss":
+    if oracle.name == "mss":  # also mss-half
         bits = mss_bits(oracle)
         return {"abstract": bits.mean(bits.abstract), "subset_index": bits.mean(bits.subset_index),
                 "ids": bits.mean(bits.ids)}
@@ -80,43 +88,48 @@ def run_cell(name: str, epsilon: float, data_name: str, values: np.ndarray, *, k
             "data_bits": float(np.mean(data_bits)), **analytic_columns(oracle),
             "server_seconds": float(np.median(server_seconds)),
             "moduli": list(getattr(oracle, "moduli", ())),
-            "kappa": getattr(oracle, "condition", None)}
+            "kappa": getattr(oracle, "kappa", None), "cond2": getattr(oracle, "condition", None)}
 
 
 def print_tables(rows: list[dict], epsilons: list[float], data_names: list[str]) -> None:
     cell = {(r["data"], r["epsilon"], r["mechanism"]): r for r in rows}
     print(f"\nMSE (x 1e-4, mean over {len(rows[0]['mse_per_seed'])} seeds), MSE/theory in "
           f"brackets, and MSS's MSE over SS's and PGR's\n")
-    print("| data | ε | " + " | ".join(MECHANISMS) + " | MSS/SS | MSS/PGR |")
-    print("|---|---|" + "---|" * (len(MECHANISMS) + 2))
+    print("| data | ε | " + " | ".join(MECHANISMS) + " | MSS/SS | MSS/PGR | MSS-half/SS |")
+    print("|---|---|" + "---|" * (len(MECHANISMS) + 3))
     for d in data_names:
         for e in epsilons:
             r = {m: cell[(d, e, m)] for m in MECHANISMS}
             entries = [f"{r[m]['mse'] * 1e4:.3g} [{r[m]['mse_over_theory']:.2f}]"
                        for m in MECHANISMS]
             mse = {m: r[m]["mse"] for m in MECHANISMS}
-            ratios = f"{mse['mss'] / mse['ss']:.2f} | {mse['mss'] / mse['pgr']:.2f}"
+            ratios = (f"{mse['mss'] / mse['ss']:.2f} | {mse['mss'] / mse['pgr']:.2f} | "
+                      f"{mse['mss-half'] / mse['ss']:.2f}")
             print(f"| {d} | {e} | " + " | ".join(entries) + f" | {ratios} |")
     print("\nBits per user (zipf rows; data = measured array bytes x 8)\n")
-    print("| ε | MSS abstract | MSS subset index | MSS ids | MSS data | SS subset index | SS ids | "
-          "SS data | MSS index / SS index | PGR analytic / data | GRR | OUE |")
-    print("|---|" + "---|" * 11)
+    print("| ε | MSS abstract | MSS subset index | MSS ids | MSS data | MSS-half subset index | "
+          "MSS-half data | SS subset index | SS ids | SS data | MSS / SS index | MSS-half / SS "
+          "index | PGR analytic / data | GRR | OUE |")
+    print("|---|" + "---|" * 14)
     for e in epsilons:
-        m, s, p = (cell[(data_names[0], e, x)] for x in ("mss", "ss", "pgr"))
+        m, h, s, p = (cell[(data_names[0], e, x)] for x in ("mss", "mss-half", "ss", "pgr"))
         g, o = cell[(data_names[0], e, "grr")], cell[(data_names[0], e, "oue")]
         print(f"| {e} | {m['abstract']:.1f} | {m['subset_index']:.1f} | {m['ids']:.1f} | "
-              f"{m['data_bits']:.0f} | {s['subset_index']} | {s['ids']} | {s['data_bits']:.0f} | "
+              f"{m['data_bits']:.0f} | {h['subset_index']:.1f} | {h['data_bits']:.0f} | "
+              f"{s['subset_index']} | {s['ids']} | {s['data_bits']:.0f} | "
               f"{m['subset_index'] / s['subset_index']:.2f} | "
+              f"{h['subset_index'] / s['subset_index']:.2f} | "
               f"{p['analytic']} / {p['data_bits']:.0f} | "
               f"{g['analytic']} | {o['analytic']} |")
     print("\nServer seconds (support counts + estimate, median over trials; zipf; measured, shared "
           "machine)\n")
-    print("| ε | " + " | ".join(MECHANISMS) + " | MSS moduli (κ) |")
-    print("|---|" + "---|" * (len(MECHANISMS) + 1))
+    print("| ε | " + " | ".join(MECHANISMS) + " | MSS moduli (κ, cond₂) | MSS-half (κ, cond₂) |")
+    print("|---|" + "---|" * (len(MECHANISMS) + 2))
     for e in epsilons:
         r = {x: cell[(data_names[0], e, x)] for x in MECHANISMS}
         print(f"| {e} | " + " | ".join(f"{r[x]['server_seconds']:.3f}" for x in MECHANISMS) +
-              f" | {tuple(r['mss']['moduli'])} ({r['mss']['kappa']:.2f}) |")
+              f" | {tuple(r['mss']['moduli'])} ({r['mss']['kappa']:.2f}, {r['mss']['cond2']:.1f})"
+              f" | ({r['mss-half']['kappa']:.2f}, {r['mss-half']['cond2']:.1f}) |")
 
 
 def main() -> None:

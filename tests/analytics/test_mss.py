@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from tests.analytics.oracle_trials import assert_unbiased, run_trials, skewed_values
 
-from lowcomm.analytics import aggregate, mss, mss_bits, report_bits, single_report
+from lowcomm.analytics import aggregate, mss, mss_bits, report_bits, single_report, ss
 from lowcomm.analytics.mss import MAX_K, default_moduli
 from lowcomm.analytics.subset import ideal_bits
 from lowcomm.core import Payload, deserialize, numpy_rng, serialize
@@ -158,23 +158,38 @@ def test_default_moduli_are_coprime_well_conditioned_and_below_k():
     assert default_moduli(1024) == (1023, 920, 817, 709, 613)
     for k in (2, 3, 5, 7, 8, 16, 28, 64, 100, 256):
         oracle = mss(1.0, k)
-        assert oracle.condition <= 10 and math.prod(oracle.moduli) >= k
+        assert oracle.kappa <= 2 and math.prod(oracle.moduli) >= k
         assert all(math.gcd(a, b) == 1 for a, b in itertools.combinations(oracle.moduli, 2))
         assert k < 8 or max(oracle.moduli) < k
 
 
 def test_ill_conditioned_moduli_are_refused_naming_kappa():
-    primes = [29, 31, 37, 41, 43, 47, 53, 59, 61, 67]  # about k/ℓ each: CRT holds, κ ~ 10⁸
-    with pytest.raises(ValueError, match=r"ill-conditioned for k = 256: κ = cond\(AᵀWA\) = "
-                                         r"1\.\d+e\+08 > max_condition = 10"):
+    primes = [29, 31, 37, 41, 43, 47, 53, 59, 61, 67]  # about k/ℓ each: CRT holds, cond₂ ~ 10⁸
+    with pytest.raises(ValueError, match=r"ill-conditioned for k = 256: κ = 7\.\d+e\+04 \(the "
+                                         r"decode's variance over SS's; cond₂\(AᵀWA\) = "
+                                         r"1\.\d+e\+08\) > max_kappa = 2"):
         mss(1.0, 256, moduli=primes)
-    with pytest.raises(ValueError, match=r"κ = .* > max_condition = 3"):
-        mss(1.0, 256, max_condition=3)  # the default moduli have κ ≈ 4.5
-    assert mss(1.0, 256, moduli=primes, max_condition=1e9).condition > 1e8
+    with pytest.raises(ValueError, match=r"κ = 1\.1 .* > max_kappa = 1\.05"):
+        mss(1.0, 256, max_kappa=1.05)  # the default moduli have κ ≈ 1.10
+    loose = mss(1.0, 256, moduli=primes, max_kappa=1e6)
+    assert loose.condition > 1e8 and loose.kappa > 7e4
+    with pytest.raises(ValueError, match=r"moduli \(3, 2\) cannot tell the k = 6 items apart"):
+        mss(1.0, 6, moduli=(3, 2))  # Π = 6 covers k, but 3 + 2 - 1 = 4 residue rows < 6 items
     with pytest.raises(ValueError, match=r"product of the moduli \(3, 5\) is 15 < k = 16"):
         mss(1.0, 16, moduli=(3, 5))
     with pytest.raises(ValueError, match="pairwise coprime; 6 and 9 share the factor 3"):
         mss(1.0, 16, moduli=(6, 9, 11))
+
+
+@pytest.mark.parametrize("moduli", [None, (600, 577, 557, 533, 511, 491, 467)])
+def test_kappa_is_the_variance_over_ss_at_k_1024(moduli):
+    """κ (from the eigenvalues of AᵀWA) against the exact variance ratio at the uniform f; the
+    seven moduli near k/2 send about half of SS's subset-index bits at κ ≈ 1.29."""
+    oracle = mss(1.0, 1024, moduli=moduli)
+    f = np.full(1024, 1 / 1024)
+    exact = oracle.variance(1, f).mean() / ss(1.0, 1024).variance(1, f).mean()
+    assert oracle.kappa == pytest.approx(exact, rel=0.01)
+    assert oracle.kappa == pytest.approx(1.10 if moduli is None else 1.29, abs=0.01)
 
 
 @pytest.mark.parametrize("moduli", [(), (1, 3), (3, 17), (2.0, 3), (True, 3), "35", [5, -7]])
@@ -187,8 +202,8 @@ def test_bad_moduli_are_named(moduli):
 def test_bad_arguments_are_named():
     with pytest.raises(ValueError, match=rf"k must be at most {MAX_K}; got {MAX_K + 1}"):
         mss(1.0, MAX_K + 1)
-    with pytest.raises(ValueError, match=r"max_condition must be a number >= 1; got 0\.5"):
-        mss(1.0, 16, max_condition=0.5)
+    with pytest.raises(ValueError, match=r"max_kappa must be a number >= 1; got 0\.5"):
+        mss(1.0, 16, max_kappa=0.5)
     oracle = mss(1.0, 16)
     with pytest.raises(ValueError, match=r"variance needs the \[k\] = \[16\] frequency vector"):
         oracle.variance(100, 0.1)

@@ -37,12 +37,18 @@ indicator of one report, Cov(f̂) = (M⁻¹ G M⁻¹ − diag f) / n, G = Σ_v f
 entries follow from SS's pair-inclusion probabilities (`_second_moment`). Dense: O(k³).
 
 Moduli (this module's choice; the paper's search could not be read). Default: up to 6 pairwise
-coprime moduli spread over [ceil(k/2), k − 1] (`default_moduli`). Conditioning check:
-κ = cond₂(Aᵀ W A) with W_j = (p_j − q_j)² / (q_j (1 − q_j)), the Fisher weight of one block-j
-report; moduli with Π m_j < k (no CRT coverage), a singular AᵀWA, or κ > `max_condition`
-(default 10) are refused. Moduli near k/ℓ are hopeless (k = 256, ten primes from 29: κ ~ 10⁸);
-the default gives κ ≈ 4.3–4.5 and MSE ≈ 1.10 × SS at k = 256 and 1024, ε = 1 and 3, with subset
-indices ≈ 80 % of SS's. The dense check limits k to `MAX_K`.
+coprime moduli spread over [ceil(k/2), k − 1] (`default_moduli`). Conditioning check, with
+F = (1/ℓ) Σ_j W_j A_jᵀ A_j the information of one report (W_j = (p_j − q_j)²/(q_j(1 − q_j))):
+`condition` = cond₂(F), and κ = mean(1/λ_i(F)) / (q(1 − q)/(p − q)²), the variance of the
+weighted least-squares decode over that of SS on [0, k) at the same ε (the f = 0 term). The
+abstract bounds MSS's MSE by a constant factor of SS's and the secondary notes call the factor
+κ (≲ 1.3 in practice); that this κ is the paper's is unverified. Refused: Π m_j < k (no CRT
+coverage), a singular F (cond₂ > 10¹²), or κ > `max_kappa` (default 2: no set that doubles SS's
+error). Moduli near k/ℓ are hopeless (k = 256, ten primes from 29: κ ≈ 7·10⁴, cond₂ ≈ 10⁸). The
+default gives κ ≈ 1.10 (cond₂ ≈ 4.5) at k = 256 and 1024, with subset indices ≈ 80 % of SS's;
+seven moduli in [467, 600] at k = 1024 give κ ≈ 1.29 (cond₂ ≈ 92) with 52 %. κ tracks the exact
+variance ratio within 1 % at k >= 256 (smaller domains: within a factor 2). The dense check
+limits k to `MAX_K`.
 
 Bits (`mss_bits`): the abstract counts ⌈log2 ℓ⌉ + ⌈log2 m_j⌉ (one residue, true only when
 ω_j = 1); a subset index needs ⌈log2 ℓ⌉ + ⌈log2 C(m_j, ω_j)⌉; the ids as sent take
@@ -76,7 +82,8 @@ from lowcomm.analytics.subset import ideal_bits, ss, subset_size_of
 from lowcomm.core import Payload
 
 MAX_K = 1 << 12  # the conditioning check and the variance are dense k x k computations
-DEFAULT_MAX_CONDITION = 10.0
+DEFAULT_MAX_KAPPA = 2.0
+SINGULAR_CONDITION = 1e12
 
 
 @dataclass(frozen=True)
@@ -87,7 +94,8 @@ class MSSOracle(FrequencyOracle):
     subset_sizes: tuple[int, ...] = ()
     block_p: tuple[float, ...] = ()  # p_j of SS over [0, m_j)
     block_q: tuple[float, ...] = ()
-    condition: float = 1.0  # κ = cond₂(Aᵀ W A)
+    condition: float = 1.0  # cond₂ of the information matrix F
+    kappa: float = 1.0  # variance amplification over SS (module docstring)
 
     def residues(self) -> np.ndarray:
         """`[ℓ, k]`: x mod m_j for every block and item."""
@@ -181,13 +189,18 @@ def mss_bits(oracle: MSSOracle) -> MSSBits:
                    tuple(head + w * ceil_log2(m) for m, w in pairs))
 
 
-def default_moduli(k: int, count: int = 6) -> tuple[int, ...]:
-    """Up to `count` pairwise coprime moduli in [max(2, ceil(k/2)), k - 1] (m_j < k as in the
-    paper; up to k itself for k < 8, which has too few coprime moduli below k): for targets
-    evenly spaced over that band from the top, the largest unused integer at most the target
-    that is coprime with those already taken. k = 10: (9, 8, 7, 5); k = 256: (255, 229, 203,
-    178, 151); k = 1024: (1023, 920, 817, 709, 613)."""
-    low, high = max(2, -(-k // 2)), (k - 1 if k >= 8 else k)
+def default_moduli(k: int, count: int = 6, *, band: tuple[int, int] | None = None
+                   ) -> tuple[int, ...]:
+    """Up to `count` pairwise coprime moduli in `band` = [low, high], by default
+    [max(2, ceil(k/2)), k - 1] (m_j < k as in the paper; up to k itself for k < 8, which has too
+    few coprime moduli below k): for targets evenly spaced over the band from the top, the
+    largest unused integer at most the target that is coprime with those already taken.
+    k = 10: (9, 8, 7, 5); k = 256: (255, 229, 203, 178, 151); k = 1024: (1023, 920, 817, 709,
+    613); k = 1024, count 8, band (450, 600): (600, 577, 557, 533, 511, 491, 467)."""
+    if band is None:
+        low, high = max(2, -(-k // 2)), (k - 1 if k >= 8 else k)
+    else:
+        low, high = max(2, int(band[0])), min(k, int(band[1]))
     picked: list[int] = []
     for target in np.linspace(high, low, count):
         c = math.floor(target)
@@ -239,28 +252,44 @@ def _report_rules(moduli: tuple[int, ...], sizes: tuple[int, ...]) -> tuple[Repo
     return block, residues
 
 
+def conditioning(epsilon: float, k: int, moduli: tuple[int, ...], p: tuple[float, ...],
+                 q: tuple[float, ...]) -> tuple[float, float]:
+    """(cond₂(F), κ) of the moduli (module docstring); dense, O(k³)."""
+    res = np.arange(k)[None, :] % np.array(moduli)[:, None]  # [ℓ, k]
+    information = np.zeros((k, k))  # F
+    for r, pj, qj in zip(res, p, q, strict=True):
+        information += (pj - qj) ** 2 / (qj * (1 - qj)) / len(moduli) * (r[:, None] == r[None, :])
+    eig = np.linalg.eigvalsh(information)
+    if eig[0] <= eig[-1] / SINGULAR_CONDITION:
+        return math.inf, math.inf
+    plain = ss(epsilon, k)
+    ss_variance = plain.q_star * (1 - plain.q_star) / (plain.p_star - plain.q_star) ** 2
+    return float(eig[-1] / eig[0]), float(np.mean(1 / eig) / ss_variance)
+
+
 def mss(epsilon: float, k: int, *, moduli=None,
-        max_condition: float = DEFAULT_MAX_CONDITION) -> MSSOracle:
+        max_kappa: float = DEFAULT_MAX_KAPPA) -> MSSOracle:
     """ModularSubsetSelection over [0, k) at privacy level `epsilon` with pairwise coprime
-    `moduli` (default `default_moduli(k)`); refuses moduli whose κ exceeds `max_condition`."""
+    `moduli` (default `default_moduli(k)`); refuses moduli whose κ exceeds `max_kappa`."""
     epsilon = check_epsilon(epsilon)
     k = check_domain(k, max_k=MAX_K)
     moduli = _check_moduli(default_moduli(k) if moduli is None else moduli, k)
-    if not isinstance(max_condition, (int, float)) or not max_condition >= 1:
-        raise ValueError(f"mss: max_condition must be a number >= 1; got {max_condition!r}")
+    if (not isinstance(max_kappa, (int, float)) or isinstance(max_kappa, bool)
+            or not max_kappa >= 1):
+        raise ValueError(f"mss: max_kappa must be a number >= 1; got {max_kappa!r}")
     blocks = [ss(epsilon, m) for m in moduli]
     sizes = tuple(subset_size_of(b) for b in blocks)  # ω_j
     p, q = tuple(b.p_star for b in blocks), tuple(b.q_star for b in blocks)
+    condition, kappa = conditioning(epsilon, k, moduli, p, q)
+    if math.isinf(condition):
+        raise ValueError(f"mss: moduli {moduli} cannot tell the k = {k} items apart: the "
+                         f"information matrix AᵀWA is singular; use more or larger moduli")
+    if kappa > max_kappa:
+        raise ValueError(f"mss: moduli {moduli} are ill-conditioned for k = {k}: κ = {kappa:.3g} "
+                         f"(the decode's variance over SS's; cond₂(AᵀWA) = {condition:.3g}) > "
+                         f"max_kappa = {max_kappa}; use more moduli, or larger ones (most in "
+                         f"[k/2, k])")
     res = np.arange(k)[None, :] % np.array(moduli)[:, None]  # [ℓ, k]
-    fisher = np.zeros((k, k))
-    for r, pj, qj in zip(res, p, q, strict=True):
-        fisher += (pj - qj) ** 2 / (qj * (1 - qj)) * (r[:, None] == r[None, :])
-    eig = np.linalg.eigvalsh(fisher)
-    kappa = float(eig[-1] / eig[0]) if eig[0] > 1e-12 * eig[-1] else math.inf
-    if kappa > max_condition:
-        raise ValueError(f"mss: moduli {moduli} are ill-conditioned for k = {k}: "
-                         f"κ = cond(AᵀWA) = {kappa:.3g} > max_condition = {max_condition}; "
-                         f"use more moduli, or larger ones (most in [k/2, k])")
     ell, width, sentinel = len(moduli), max(sizes), max(moduli)
     dtype = value_dtype(sentinel + 1)  # holds j < ℓ <= m_max too
     fields = (ReportField("report", dtype, (1 + width,), high=sentinel + 1,
@@ -288,4 +317,4 @@ def mss(epsilon: float, k: int, *, moduli=None,
     analytic = max(ceil_log2(ell) + w * ceil_log2(m) for m, w in zip(moduli, sizes, strict=True))
     return MSSOracle("mss", epsilon, k, sum(p) / ell, sum(q) / ell, analytic, encode,
                      support_counts, fields=fields, moduli=moduli, subset_sizes=sizes,
-                     block_p=p, block_q=q, condition=kappa)
+                     block_p=p, block_q=q, condition=condition, kappa=kappa)
