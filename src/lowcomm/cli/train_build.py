@@ -11,10 +11,10 @@ import torch
 from lowcomm import cost, data, models
 from lowcomm.algorithms import adam, adamw, sgd
 from lowcomm.algorithms.optim import Optimizer
-from lowcomm.algorithms.replicated import ReplicatedAlgorithm, ddp, diloco, localsgd
+from lowcomm.algorithms.replicated import ReplicatedAlgorithm, ddp, diloco, localsgd, noloco
 from lowcomm.cli.codecs import parse_codec
 from lowcomm.cli.config import ConfigError
-from lowcomm.cli.train_config import SCENARIO_NAMES, TrainConfig
+from lowcomm.cli.train_config import SCENARIO_NAMES, TrainConfig, outer_momentum
 from lowcomm.compress import Codec
 from lowcomm.data import DataDirError
 from lowcomm.runtime import WorkerData
@@ -40,8 +40,8 @@ def outer_optimizer(c: TrainConfig) -> Optimizer:
     if c.outer_optimizer == "avg":
         return sgd(1.0)
     if c.outer_optimizer == "adam":
-        return adam(c.outer_lr, b1=c.outer_momentum)
-    return sgd(c.outer_lr, momentum=c.outer_momentum,
+        return adam(c.outer_lr, b1=outer_momentum(c))
+    return sgd(c.outer_lr, momentum=outer_momentum(c),
                nesterov=c.outer_optimizer == "nesterov")
 
 
@@ -62,6 +62,10 @@ ALGORITHMS: dict[str, Factory] = {
     "diloco": lambda m, c: diloco(m, inner_optimizer=inner_optimizer(c),
                                   inner_steps=c.inner_steps, outer_optimizer=outer_optimizer(c),
                                   codec=wire_codec(c)),
+    "noloco": lambda m, c: noloco(m, inner_optimizer=inner_optimizer(c),
+                                  inner_steps=c.inner_steps, outer_lr=c.outer_lr,
+                                  outer_momentum=outer_momentum(c),
+                                  averaging_strength=c.averaging_strength, codec=wire_codec(c)),
 }
 
 

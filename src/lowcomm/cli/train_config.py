@@ -11,10 +11,12 @@ from dataclasses import dataclass
 from lowcomm.cli.config import ConfigError, _opt
 
 CORPORA = ("python_docs", "tiny_shakespeare")
-TRAIN_ALGORITHMS = ("ddp", "localsgd", "diloco")
+TRAIN_ALGORITHMS = ("ddp", "localsgd", "diloco", "noloco")
 OUTER_OPTIMIZERS = ("nesterov", "avg", "momentum", "adam")
 SCHEDULES = ("cosine", "constant")
 SCENARIO_NAMES = ("datacenter", "cross-region", "internet")
+# The paper's outer momentum of each algorithm, used when --outer-momentum is not given.
+OUTER_MOMENTUM = {"noloco": 0.5}  # NoLoCo's configs (arXiv 2506.10911); the rest: DiLoCo's 0.9
 
 
 @dataclass(frozen=True)
@@ -40,7 +42,8 @@ class TrainConfig:
                         section="training")
     steps: int = _opt(200, "global inner steps T (every worker takes T steps)",
                       section="training")
-    inner_steps: int = _opt(50, "H: inner steps between synchronisations (diloco, localsgd)",
+    inner_steps: int = _opt(50, "H: inner steps between synchronisations (diloco, localsgd, "
+                            "noloco)",
                             section="training")
     inner_lr: float = _opt(1e-3, "inner AdamW learning rate (DiLoCo's paper: 4e-4 at 60M+ "
                            "parameters; small models take more)", section="training")
@@ -55,10 +58,18 @@ class TrainConfig:
     outer_optimizer: str = _opt("nesterov", "outer step on the averaged outer gradient: "
                                 "nesterov (DiLoCo), avg (plain averaging = Local SGD), "
                                 "momentum, adam", choices=OUTER_OPTIMIZERS, section="training")
-    outer_lr: float = _opt(0.7, "outer learning rate (DiLoCo: 0.7)", section="training")
-    outer_momentum: float = _opt(0.9, "outer momentum (DiLoCo: 0.9)", section="training")
+    outer_lr: float = _opt(0.7, "outer learning rate (DiLoCo: 0.7; NoLoCo's alpha on the "
+                           "pair's mean progress: 0.7)", section="training")
+    outer_momentum: float | None = _opt(None, "outer momentum (default: the algorithm's "
+                                        "paper value, DiLoCo 0.9, NoLoCo 0.5)",
+                                        section="training")
+    averaging_strength: float | None = _opt(None, "noloco: gamma, the pull towards the "
+                                            "partner's slow weights (default: outer_lr, as in "
+                                            "the authors' code; 0 drops the term)",
+                                            section="training")
     codec: str = _opt("fp32", "wire codec of the all-reduced vectors, applied per ring chunk "
-                      "with fp32 accumulation: fp32, fp16, bf16, or a stateless codec spec",
+                      "with fp32 accumulation (noloco: of the exchanged vectors): fp32, fp16, "
+                      "bf16, or a stateless codec spec",
                       section="training")
     eval_every: int = _opt(50, "evaluate (and hash the replicas) every N steps",
                            section="training")
@@ -98,10 +109,25 @@ def validate_train(c: TrainConfig) -> None:
     need(c.schedule == "constant" or c.warmup_steps < c.steps,
          f"warmup_steps ({c.warmup_steps}) must be < steps ({c.steps}) with a cosine schedule")
     need(c.outer_lr > 0, f"outer_lr must be > 0; got {c.outer_lr}")
-    need(0 <= c.outer_momentum < 1, f"outer_momentum must be in [0, 1); got {c.outer_momentum}")
-    need(c.outer_optimizer != "nesterov" or c.outer_momentum > 0,
+    momentum = outer_momentum(c)
+    need(0 <= momentum < 1, f"outer_momentum must be in [0, 1); got {momentum}")
+    need(c.outer_optimizer != "nesterov" or momentum > 0,
          "outer_optimizer=nesterov needs outer_momentum > 0")
+    need(c.averaging_strength is None or c.averaging_strength >= 0,
+         f"averaging_strength must be >= 0; got {c.averaging_strength}")
+    need(c.algorithm != "noloco" or c.outer_optimizer == "nesterov",
+         f"noloco has its own outer step; outer_optimizer applies to diloco (got "
+         f"{c.outer_optimizer})")
+    need(c.algorithm != "noloco" or c.workers >= 2,
+         f"noloco pairs workers and needs workers >= 2; got {c.workers}")
     need(c.bandwidth_gbps is None or c.bandwidth_gbps > 0,
          f"bandwidth_gbps must be > 0; got {c.bandwidth_gbps}")
     need(c.latency_ms is None or c.latency_ms >= 0, f"latency_ms must be >= 0; got {c.latency_ms}")
     need(c.flops_per_second > 0, f"flops_per_second must be > 0; got {c.flops_per_second}")
+
+
+def outer_momentum(c: TrainConfig) -> float:
+    """The outer momentum of the run: the flag, else the algorithm's paper value."""
+    if c.outer_momentum is not None:
+        return c.outer_momentum
+    return OUTER_MOMENTUM.get(c.algorithm, 0.9)

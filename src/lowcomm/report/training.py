@@ -29,8 +29,10 @@ def training_summary_table(summary: dict[str, Any]) -> Table:
          f"worker 0's model, {summary['dataset']['eval_windows']} held-out windows, nats per "
          "character"),
         ("validation loss (initial)", _loss(summary["initial_val_loss"]), "before training"),
-        ("replicas identical", "yes" if summary["replicas_identical"] else "no",
-         "SHA-256 of every worker's served parameters at the end"),
+        ("replicas identical", "yes" if summary["replicas_identical"] else
+         f"no (spread {summary.get('replica_spread', float('nan')):.3g})",
+         "SHA-256 of every worker's served parameters at the end; spread: max L2 distance "
+         "to worker 0's"),
         ("steps", f"{summary['steps']:,}", f"inner steps on each of {workers} workers"),
         ("model parameters", f"{summary['model']['num_params']:,}", summary["model"]["key"]),
         ("bytes sent", human_bytes(peer["total_nbytes"]),

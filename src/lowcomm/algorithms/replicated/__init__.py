@@ -2,7 +2,7 @@
 
 See `base.py` for the protocol (`step` posts to collectives, `receive` applies their results,
 `delay_steps` declares overlap). `ddp` is the data-parallel baseline; `diloco` and `localsgd`
-synchronise every H inner steps.
+synchronise every H inner steps; `noloco` averages with one random partner every H steps.
 """
 
 from lowcomm.algorithms.replicated.base import (
@@ -21,12 +21,14 @@ from lowcomm.algorithms.replicated.base import (
 from lowcomm.algorithms.replicated.ddp import ddp
 from lowcomm.algorithms.replicated.diloco import diloco, localsgd, outer_nesterov
 from lowcomm.algorithms.replicated.inner import gradient, inner_step
+from lowcomm.algorithms.replicated.noloco import NoLoCoState, noloco
 
 __all__ = [
     "AllGather",
     "AllReduce",
     "Broadcast",
     "Exchange",
+    "NoLoCoState",
     "Post",
     "Received",
     "ReplicatedAlgorithm",
@@ -37,6 +39,7 @@ __all__ = [
     "gradient",
     "inner_step",
     "localsgd",
+    "noloco",
     "outer_nesterov",
     "param_hash",
     "require_positive_int",
