@@ -54,6 +54,19 @@ def test_ddp_sends_h_times_the_bytes_of_diloco(db, capsys):
     assert totals["ddp"] == 2 * totals["diloco"]  # H = 2
 
 
+def test_noloco_runs_with_its_paper_momentum_and_exchanges_instead_of_all_reducing(db, capsys):
+    assert main(["train", *TINY, "--algorithm", "noloco", "--workers", "4", "--db", db]) == 0
+    assert "replicas identical" in capsys.readouterr().out
+    assert main(["export", "1", "--db", db]) == 0
+    summary = json.loads(capsys.readouterr().out)["summary"]
+    algorithm, peer = summary["algorithm"], summary["measured"]["peer"]
+    assert algorithm["name"] == "noloco" and algorithm["outer_momentum"] == 0.5
+    assert algorithm["averaging_strength"] == algorithm["outer_lr"] == 0.7
+    assert peer["collectives"] == {"exchange": 4}  # 2 pairs at steps 2 and 4
+    assert set(peer["hops"].values()) == {2}
+    assert summary["replica_spread"] >= 0
+
+
 @pytest.mark.parametrize(("args", "message"), [
     (["--inner-steps", "0"], "inner_steps must be >= 1; got 0"),
     (["--width", "30", "--heads", "4"], "width (30) must be a multiple of heads (4)"),
@@ -64,6 +77,11 @@ def test_ddp_sends_h_times_the_bytes_of_diloco(db, capsys):
     (["--dataset", "tiny_shakespeare", "--data-dir", "/nonexistent/lowcomm-data"],
      "/nonexistent/lowcomm-data"),
     (["--seq-len", "100000"], "too short for one window of seq_len=100000"),
+    (["--algorithm", "noloco", "--workers", "1"],
+     "noloco pairs workers and needs workers >= 2; got 1"),
+    (["--algorithm", "noloco", "--averaging-strength", "-1"],
+     "averaging_strength must be >= 0; got -1.0"),
+    (["--algorithm", "noloco", "--outer-optimizer", "adam"], "noloco has its own outer step"),
     (["--bogus", "1"], None),
 ])
 def test_bad_input_is_one_line_naming_the_value(args, message, db, capsys):
