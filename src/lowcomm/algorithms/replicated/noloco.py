@@ -27,9 +27,9 @@ Notation -> code (the authors' code names; the paper's letters are given as reca
                                               same pairing without communicating
 Sign convention: g_bar = theta - phi is progress, so `+alpha*g_bar` moves phi forwards; this is
 -Delta of DiLoCo's outer gradient Delta = phi - theta. The step is heavy-ball shaped (`phi += m`
-after the momentum update), as in the code, not PyTorch's Nesterov formula. Where I could only
-read the paper's abstract and reviews (which confirm Eq. (2) and a separate local averaging
-strength), the update above follows the code; the paper's exact symbols are unverified here.
+after the momentum update), as in the code, not PyTorch's Nesterov formula. Only the paper's
+abstract and public reviews could be read here (they confirm Eq. (2) and a separate local
+averaging strength), so the update above follows the code; the paper's symbols are unverified.
 
 What crosses: with gamma = alpha the update needs only the group's mean fast weights, since
 alpha*g_bar + alpha*(phi_bar - phi_i) = alpha*(theta_bar - phi_i); each worker therefore sends
