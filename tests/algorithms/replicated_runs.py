@@ -1,9 +1,12 @@
 """A tiny data-centre workload shared by the replicated-algorithm tests: a small MLP on
-scikit-learn's digits, one contiguous shard per worker, minibatches of 8."""
+scikit-learn's digits, one contiguous shard per worker, minibatches of 8. `equal_layers=True`
+swaps in a model of three equal-size layers (the 64 pixels average-pooled to 10 features, then
+three Linear(10, 10)), for exact per-fragment byte counts."""
 
 from __future__ import annotations
 
 import torch
+from torch import nn
 
 from lowcomm import data, models
 from lowcomm.cost import FlopCounter
@@ -12,10 +15,21 @@ from lowcomm.runtime import TrainingSettings, WorkerData, train_workers
 BATCH = 8
 
 
-def workload(workers: int, *, hidden: int = 16):
+def equal_layers_spec() -> models.ModelSpec:
+    def build() -> nn.Module:
+        return nn.Sequential(nn.Flatten(), nn.Unflatten(1, (1, 64)), nn.AdaptiveAvgPool1d(10),
+                             nn.Flatten(),
+                             nn.Linear(10, 10), nn.Tanh(), nn.Linear(10, 10), nn.Tanh(),
+                             nn.Linear(10, 10))
+    return models.ModelSpec("equal_layers(64->pool10->10x3)", build, (1, 8, 8), torch.float32,
+                            10)
+
+
+def workload(workers: int, *, hidden: int = 16, equal_layers: bool = False):
     central = data.digits(seed=0)
     x, y = central.x_train, central.y_train
-    spec = models.mlp_2nn(tuple(x.shape[1:]), 10, hidden=hidden)
+    spec = (equal_layers_spec() if equal_layers
+            else models.mlp_2nn(tuple(x.shape[1:]), 10, hidden=hidden))
     model, params = models.init_params(spec, seed=0)
     shards = torch.arange(len(y)).tensor_split(workers)
 
@@ -29,8 +43,9 @@ def workload(workers: int, *, hidden: int = 16):
 
 
 def run(algorithm, *, workers: int, steps: int, eval_every: int | None = None, seed: int = 0,
-        hidden: int = 16):
-    model, params, worker_data, flops = workload(workers, hidden=hidden)
+        hidden: int = 16, equal_layers: bool = False):
+    model, params, worker_data, flops = workload(workers, hidden=hidden,
+                                                 equal_layers=equal_layers)
     settings = TrainingSettings(steps=steps, workers=workers, seed=seed,
                                 eval_every=eval_every or steps)
     return train_workers(algorithm(model), worker_data, model, params, flops, settings)

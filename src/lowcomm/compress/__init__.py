@@ -1,7 +1,7 @@
 """Compressors for what crosses a link. Every codec passes the payload contract.
 
 - containers and composition: `Codec`, `chain`, `Stage`, `expect`;
-- dense: `fp32`, `fp16`, `bf16`;
+- dense: `fp32`, `fp16`, `bf16`; 4-bit floats `fp4` (E3M0 with a float32 scale per block);
 - quantizers: `qsgd`, `terngrad`, `scaled_sign`, and `kmeans` (FedZip's Lloyd quantizer);
 - sparsifiers: `topk` (index encodings raw, bitmap, Elias-gamma, Golomb-Rice, auto), `randk`;
 - low rank: `powersgd`;
@@ -18,6 +18,7 @@ from lowcomm.compress.chain import ChainState, Stage, chain
 from lowcomm.compress.codec import Codec, Persist, expect, fp32
 from lowcomm.compress.entropy import huffman_stage
 from lowcomm.compress.feedback import dgc, ef21, error_feedback
+from lowcomm.compress.fp4 import fp4
 from lowcomm.compress.kmeans import kmeans, kmeans_stage
 from lowcomm.compress.lowrank import PowerSGDState, powersgd
 from lowcomm.compress.quantize import qsgd, scaled_sign, terngrad
@@ -36,6 +37,7 @@ __all__ = [
     "ef21",
     "error_feedback",
     "expect",
+    "fp4",
     "fp16",
     "fp32",
     "huffman_stage",

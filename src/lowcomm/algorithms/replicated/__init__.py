@@ -2,7 +2,9 @@
 
 See `base.py` for the protocol (`step` posts to collectives, `receive` applies their results,
 `delay_steps` declares overlap). `ddp` is the data-parallel baseline; `diloco` and `localsgd`
-synchronise every H inner steps; `noloco` averages with one random partner every H steps.
+synchronise every H inner steps; `noloco` averages with one random partner every H steps;
+`streaming_diloco` syncs strided fragments on a staggered schedule with overlap and mixing;
+`eager_diloco` overlaps the outer step with the whole next inner phase (delayed or eager).
 """
 
 from lowcomm.algorithms.replicated.base import (
@@ -20,8 +22,11 @@ from lowcomm.algorithms.replicated.base import (
 )
 from lowcomm.algorithms.replicated.ddp import ddp
 from lowcomm.algorithms.replicated.diloco import diloco, localsgd, outer_nesterov
+from lowcomm.algorithms.replicated.eager_diloco import eager_diloco
+from lowcomm.algorithms.replicated.fragments import layer_units, strided_fragments
 from lowcomm.algorithms.replicated.inner import gradient, inner_step
 from lowcomm.algorithms.replicated.noloco import NoLoCoState, noloco
+from lowcomm.algorithms.replicated.streaming_diloco import streaming_diloco
 
 __all__ = [
     "AllGather",
@@ -36,11 +41,15 @@ __all__ = [
     "StepOutput",
     "ddp",
     "diloco",
+    "eager_diloco",
     "gradient",
     "inner_step",
+    "layer_units",
     "localsgd",
     "noloco",
     "outer_nesterov",
     "param_hash",
     "require_positive_int",
+    "streaming_diloco",
+    "strided_fragments",
 ]
