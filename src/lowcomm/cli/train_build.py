@@ -11,7 +11,15 @@ import torch
 from lowcomm import cost, data, models
 from lowcomm.algorithms import adam, adamw, sgd
 from lowcomm.algorithms.optim import Optimizer
-from lowcomm.algorithms.replicated import ReplicatedAlgorithm, ddp, diloco, localsgd, noloco
+from lowcomm.algorithms.replicated import (
+    ReplicatedAlgorithm,
+    ddp,
+    diloco,
+    eager_diloco,
+    localsgd,
+    noloco,
+    streaming_diloco,
+)
 from lowcomm.cli.codecs import parse_codec
 from lowcomm.cli.config import ConfigError
 from lowcomm.cli.train_config import SCENARIO_NAMES, TrainConfig, outer_momentum
@@ -66,6 +74,13 @@ ALGORITHMS: dict[str, Factory] = {
                                   inner_steps=c.inner_steps, outer_lr=c.outer_lr,
                                   outer_momentum=outer_momentum(c),
                                   averaging_strength=c.averaging_strength, codec=wire_codec(c)),
+    "streaming_diloco": lambda m, c: streaming_diloco(
+        m, inner_optimizer=inner_optimizer(c), inner_steps=c.inner_steps, fragments=c.fragments,
+        overlap_steps=c.overlap_steps, mixing=c.mixing, outer_optimizer=outer_optimizer(c),
+        codec=wire_codec(c)),
+    "eager_diloco": lambda m, c: eager_diloco(
+        m, inner_optimizer=inner_optimizer(c), inner_steps=c.inner_steps, mode=c.outer_overlap,
+        outer_optimizer=outer_optimizer(c), codec=wire_codec(c)),
 }
 
 

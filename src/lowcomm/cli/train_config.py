@@ -11,7 +11,9 @@ from dataclasses import dataclass
 from lowcomm.cli.config import ConfigError, _opt
 
 CORPORA = ("python_docs", "tiny_shakespeare")
-TRAIN_ALGORITHMS = ("ddp", "localsgd", "diloco", "noloco")
+TRAIN_ALGORITHMS = ("ddp", "localsgd", "diloco", "noloco", "streaming_diloco",
+                    "eager_diloco")
+OUTER_OVERLAPS = ("eager", "delayed")
 OUTER_OPTIMIZERS = ("nesterov", "avg", "momentum", "adam")
 SCHEDULES = ("cosine", "constant")
 SCENARIO_NAMES = ("datacenter", "cross-region", "internet")
@@ -67,9 +69,19 @@ class TrainConfig:
                                             "partner's slow weights (default: outer_lr, as in "
                                             "the authors' code; 0 drops the term)",
                                             section="training")
+    fragments: int = _opt(2, "P: fragments of streaming_diloco, strided over transformer blocks "
+                          "(must divide --layers and --inner-steps)", section="training")
+    overlap_steps: int = _opt(1, "tau: inner steps a fragment's all-reduce overlaps before it "
+                              "is applied (streaming_diloco; must be < H/P)", section="training")
+    mixing: float = _opt(0.5, "alpha in [0, 1]: a synced fragment becomes alpha*local + "
+                         "(1-alpha)*global (streaming_diloco; 0 takes the global one)",
+                         section="training")
+    outer_overlap: str = _opt("eager", "eager_diloco's outer step while the mean is in flight: "
+                              "eager (local proxy) or delayed (one phase late)",
+                              choices=OUTER_OVERLAPS, section="training")
     codec: str = _opt("fp32", "wire codec of the all-reduced vectors, applied per ring chunk "
                       "with fp32 accumulation (noloco: of the exchanged vectors): fp32, fp16, "
-                      "bf16, or a stateless codec spec",
+                      "bf16, fp4 (4-bit E3M0), or a stateless codec spec",
                       section="training")
     eval_every: int = _opt(50, "evaluate (and hash the replicas) every N steps",
                            section="training")
@@ -102,6 +114,9 @@ def validate_train(c: TrainConfig) -> None:
         value = getattr(c, name)
         need(value >= 1, f"{name} must be >= 1; got {value}")
     need(c.width % c.heads == 0, f"width ({c.width}) must be a multiple of heads ({c.heads})")
+    need(c.fragments >= 1, f"fragments must be >= 1; got {c.fragments}")
+    need(c.overlap_steps >= 0, f"overlap_steps must be >= 0; got {c.overlap_steps}")
+    need(0 <= c.mixing <= 1, f"mixing must be in [0, 1]; got {c.mixing}")
     need(c.inner_lr > 0, f"inner_lr must be > 0; got {c.inner_lr}")
     need(c.weight_decay >= 0, f"weight_decay must be >= 0; got {c.weight_decay}")
     need(0 <= c.beta2 < 1, f"beta2 must be in [0, 1); got {c.beta2}")
