@@ -67,10 +67,41 @@ def test_noloco_runs_with_its_paper_momentum_and_exchanges_instead_of_all_reduci
     assert summary["replica_spread"] >= 0
 
 
+def test_streaming_and_eager_diloco_run_from_flags_and_send_what_diloco_sends(db, capsys):
+    blocks = ["--layers", "2", "--inner-steps", "4", "--steps", "8"]
+    runs = [["--algorithm", "diloco"],
+            ["--algorithm", "streaming_diloco", "--fragments", "2", "--overlap-steps", "1",
+             "--mixing", "0.5"],
+            ["--algorithm", "eager_diloco", "--outer-overlap", "delayed"],
+            ["--algorithm", "streaming_diloco", "--fragments", "2", "--overlap-steps", "0",
+             "--codec", "fp4"]]
+    for extra in runs:
+        assert main(["train", *TINY, *blocks, *extra, "--db", db]) == 0
+    capsys.readouterr()
+    peer = []
+    for run_id in range(1, len(runs) + 1):
+        assert main(["export", str(run_id), "--db", db]) == 0
+        record = json.loads(capsys.readouterr().out)
+        peer.append(record["summary"]["measured"]["peer"])
+    assert record["config"]["codec"] == "fp4" and record["summary"]["replicas_identical"]
+    plain, streaming, eager, low = peer
+    assert eager == plain  # the same all-reduces, only applied one phase later
+    assert streaming["collectives"] == {"allreduce": 2 * plain["collectives"]["allreduce"]}
+    assert 0.45 < streaming["peak_sync_nbytes"] / plain["peak_sync_nbytes"] < 0.55  # P = 2
+    assert low["total_nbytes"] < streaming["total_nbytes"] / 6  # 4-bit outer gradients
+
+
 @pytest.mark.parametrize(("args", "message"), [
     (["--inner-steps", "0"], "inner_steps must be >= 1; got 0"),
+    (["--algorithm", "streaming_diloco", "--fragments", "2"],
+     "dividing the number of transformer blocks (1); got P=2"),
+    (["--algorithm", "streaming_diloco", "--fragments", "1", "--overlap-steps", "2"],
+     "overlap_steps (tau) must be an integer in [0, H/P) = [0, 2) for H=2, P=1; got 2"),
+    (["--mixing", "1.5"], "mixing must be in [0, 1]; got 1.5"),
+    (["--outer-overlap", "lazy"], "outer_overlap must be one of eager, delayed"),
     (["--width", "30", "--heads", "4"], "width (30) must be a multiple of heads (4)"),
-    (["--algorithm", "fedavg"], "algorithm must be one of ddp, localsgd, diloco"),
+    (["--algorithm", "fedavg"], "algorithm must be one of ddp, localsgd, diloco, noloco, "
+     "streaming_diloco, eager_diloco"),
     (["--network", "lan"], "network must be one of datacenter, cross-region, internet"),
     (["--codec", "topk:0.1,ef"], "needs a stateless codec"),
     (["--outer-momentum", "1"], "outer_momentum must be in [0, 1); got 1.0"),

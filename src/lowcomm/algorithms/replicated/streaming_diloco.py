@@ -85,6 +85,7 @@ def streaming_diloco(model: ModelFn, *, inner_optimizer: Optimizer, inner_steps:
     alpha = `mixing` (module docstring); outer gradients are sent as `codec` (fp32 default)."""
     h = require_positive_int("inner_steps (H)", inner_steps)
     p_count = require_positive_int("fragments (P)", fragments)
+    parts = strided_fragments(model.layout, p_count)  # raises unless P divides the layers
     if h % p_count:
         raise ValueError(f"fragments (P={p_count}) must divide inner_steps (H={h}) so that "
                          "the fragments' syncs are evenly staggered")
@@ -93,7 +94,6 @@ def streaming_diloco(model: ModelFn, *, inner_optimizer: Optimizer, inner_steps:
         raise ValueError(f"overlap_steps (tau) must be an integer in [0, H/P) = [0, "
                          f"{h // p_count}) for H={h}, P={p_count}; got {overlap_steps!r}")
     alpha = check_mixing(mixing)
-    parts = strided_fragments(model.layout, p_count)  # raises unless P divides the layers
     offsets = tuple(h * (p + 1) // p_count for p in range(p_count))
     channels = {f"outer_grad:{p}": p for p in range(p_count)}
     outer_opt = outer_optimizer or outer_nesterov()
