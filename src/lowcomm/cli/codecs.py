@@ -5,7 +5,8 @@
     STAGE   := kmeans:K | huffman
     WRAPPER := ef | dgc[:MOMENTUM] | ef21
 
-Examples: `fp16`, `fp4` (4-bit E3M0, one scale per message), `fp4:block=64`, `qsgd:15`, `qsgd:15:bucket=512`, `topk:0.01`, `topk:0.01:encoding=rice`,
+Examples: `fp16`, `fp4` (4-bit E3M0, one scale per message), `fp4:block=64`,
+`qsgd:15`, `qsgd:15:bucket=512`, `topk:0.01`, `topk:0.01:encoding=rice`,
 `randk:0.1`, `terngrad`, `sign`, `kmeans:16`, `powersgd:2`; FedZip as
 `topk:0.2+kmeans:3+huffman` (top-z sparsification, k-means on the kept values, Huffman-coded
 assignments); `topk:0.01,ef` (top-k with error feedback); `topk:0.01,dgc:0.9` (Deep Gradient
@@ -21,8 +22,9 @@ from lowcomm import compress
 from lowcomm.cli.config import ConfigError
 from lowcomm.compress import Codec
 
-CODEC_HELP = ("fp32, fp16, bf16, fp4[:block=N], qsgd:S[:bucket=N], terngrad, sign, topk:F[:encoding=E]"
-              "[:per_layer=1], randk:F[:unbiased=0], kmeans:K, powersgd:R; stages +kmeans:K, "
+CODEC_HELP = ("fp32, fp16, bf16, fp4[:block=N], qsgd:S[:bucket=N], terngrad, sign, "
+              "topk:F[:encoding=E][:per_layer=1], randk:F[:unbiased=0], kmeans:K, powersgd:R; "
+              "stages +kmeans:K, "
               "+huffman (e.g. topk:0.2+kmeans:3+huffman); wrappers ,ef ,dgc:M ,ef21 (algorithm "
               "ef21 only)")
 
