@@ -33,7 +33,16 @@ integer (uint8 for g <= 256), so the data bits are 64 + 8 x itemsize(y), never e
 analytic bits. With public coins (a seed derived from a shared key and the user id) the seed
 need not be sent; that variant is not implemented here.
 
-The server's support counting costs O(n k) hash evaluations, vectorized in blocks of users.
+The server's support counting costs O(n k) hash evaluations; `count_matches` does them with no
+modulo or division inside its loop. For one user, consecutive items' residues differ by a:
+(a (v+1) + b) mod P = r_v + a, less P when that reaches P, which in uint32 arithmetic is
+min(s, s - P) for s = r_v + a < 2P (s - P wraps above s when s < P). So a tile of T items x
+the users is computed once (T = 1 unless the batch is small) and moved along the domain by
+adding (a T) mod P. The test r mod g = y is a mask for g a power of two ((r ^ y) & (g - 1) = 0)
+and otherwise exact float64 arithmetic: for r < 2^31 and g <= 2^16, floor((r + 1/2) / g)
+computed in float64 is the true quotient (the rounding error, below 2^-21, is less than the
+distance 1/(2g) >= 2^-17 to the next integer). The tests check the counts against a plain loop
+and against `hash_values` over every (user, item) pair.
 """
 
 from __future__ import annotations
@@ -57,13 +66,59 @@ from lowcomm.core import Payload
 
 PRIME = (1 << 31) - 1  # P of the pinned hash family
 SEED_BITS = ceil_log2((PRIME - 1) * PRIME)  # 62: the information in one (a, b) seed
-_BLOCK_ENTRIES = 1 << 21  # users x items hashed at once by the server (about 16 MiB of uint64)
+_BLOCK_USERS = 1 << 16  # users whose residues the server keeps at once (256 KiB of uint32)
+_TILE_ENTRIES = 1 << 16  # users x items tested at once, so that small batches still vectorize
 
 
 def hash_values(a: np.ndarray, b: np.ndarray, x: np.ndarray, g: int) -> np.ndarray:
     """h_{a,b}(x) = ((a x + b) mod P) mod g, broadcasting; exact in uint64 (a x + b < 2^63)."""
     a64, b64, x64 = (np.asarray(t, dtype=np.uint64) for t in (a, b, x))
     return ((a64 * x64 + b64) % np.uint64(PRIME)) % np.uint64(g)
+
+
+def count_matches(a: np.ndarray, b: np.ndarray, y: np.ndarray, *, k: int, g: int) -> np.ndarray:
+    """`[k]` int64: for every item v, how many users i have h_{a_i,b_i}(v) = y_i (module
+    docstring: residues stepped along the domain, no modulo inside the loop)."""
+    n = a.shape[0]
+    counts = np.zeros(k, dtype=np.int64)
+    if n == 0:
+        return counts
+    width = max(1, min(k, _TILE_ENTRIES // n))  # T items per tile (T > 1 only for small n)
+    a64, b64 = a.astype(np.uint64)[None, :], b.astype(np.uint64)[None, :]  # [1, n]
+    items = np.arange(width, dtype=np.uint64)[:, None]  # [T, 1]
+    r = ((a64 * items + b64) % np.uint64(PRIME)).astype(np.uint32)  # [T, n]: (a v + b) mod P
+    step = ((a64 * np.uint64(width)) % np.uint64(PRIME)).astype(np.uint32)  # [1, n]: a T mod P
+    prime, wrapped = np.uint32(PRIME), np.empty_like(r)
+    power_of_two = g & (g - 1) == 0
+    if power_of_two:  # the hash is the low bits
+        mask, target, differ = np.uint32(g - 1), y.astype(np.uint32)[None, :], np.empty_like(r)
+    else:
+        inverse, target = 1.0 / g, y.astype(np.float64)[None, :] + 0.5
+        shifted, quotient = np.empty(r.shape), np.empty(r.shape)
+        equal = np.empty(r.shape, dtype=bool)
+    for first in range(0, k, width):
+        rows = min(width, k - first)
+        if power_of_two:
+            np.bitwise_xor(r, target, out=differ)
+            np.bitwise_and(differ, mask, out=differ)
+            counts[first : first + rows] += n - _nonzero_per_item(differ, rows)
+        else:  # (r + 1/2) - g floor((r + 1/2) / g) = (r mod g) + 1/2, exactly
+            np.add(r, 0.5, out=shifted)
+            np.multiply(shifted, inverse, out=quotient)
+            np.floor(quotient, out=quotient)
+            np.multiply(quotient, -g, out=quotient)
+            np.add(quotient, shifted, out=quotient)
+            np.equal(quotient, target, out=equal)
+            counts[first : first + rows] += _nonzero_per_item(equal, rows)
+        np.add(r, step, out=r)  # < 2P < 2^32
+        np.subtract(r, prime, out=wrapped)  # wraps above r unless r >= P
+        np.minimum(r, wrapped, out=r)
+    return counts
+
+
+def _nonzero_per_item(x: np.ndarray, rows: int) -> np.ndarray | int:
+    """Nonzero entries of each of the first `rows` rows of `x` [T, n] (one row: the fast path)."""
+    return np.count_nonzero(x) if x.shape[0] == 1 else np.count_nonzero(x[:rows], axis=1)
 
 
 def collision_probability(g: int) -> float:
@@ -98,7 +153,6 @@ def local_hashing(name: str, epsilon: float, k: int, *, g: int) -> FrequencyOrac
     c = collision_probability(g)
     q_star = p * c + (1 - p) * (1 - c) / (g - 1)
     y_dtype = value_dtype(g)
-    items = np.arange(k, dtype=np.uint64)
     fields = (ReportField("a", np.uint32, low=1, high=PRIME),
               ReportField("b", np.uint32, high=PRIME), ReportField("y", y_dtype, high=g))
 
@@ -118,11 +172,9 @@ def local_hashing(name: str, epsilon: float, k: int, *, g: int) -> FrequencyOrac
     def support_counts(reports: Payload) -> np.ndarray:
         a, b, y = expect_reports(reports, name, fields)
         counts = np.zeros(k, dtype=np.int64)
-        rows = max(1, _BLOCK_ENTRIES // k)
-        for start in range(0, a.shape[0], rows):
-            end = start + rows
-            hashed = hash_values(a[start:end, None], b[start:end, None], items[None, :], g)
-            counts += (hashed == y[start:end, None]).sum(axis=0, dtype=np.int64)  # [rows, k]
+        for start in range(0, a.shape[0], _BLOCK_USERS):
+            end = start + _BLOCK_USERS
+            counts += count_matches(a[start:end], b[start:end], y[start:end], k=k, g=g)
         return counts
 
     analytic_bits = SEED_BITS + ceil_log2(g)
