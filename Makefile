@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint reproduce bench-deps bench clean
+.PHONY: demo test lint reproduce bench-deps bench bench-ldp-deps bench-ldp clean
 
 $(BIN)/python:
 	@command -v $(PY) >/dev/null 2>&1 || { echo "error: $(PY) not found; set PY=/path/to/python3.11"; exit 1; }
@@ -57,5 +57,30 @@ bench: $(BENCH_STAMP)
 	$(BENCH_BIN)/python benchmarks/simulation/run.py --workload all --data-dir $(BENCH_DATA) \
 		--out $(BENCH_OUT)
 
+# Opt-in LDP benchmark (docs/benchmarks.md): lowcomm's frequency oracles next to pure-ldp and
+# multi-freq-ldpy, in a venv of its own. pure-ldp 1.2.0 imports scikit-learn and statsmodels
+# without declaring them, and both peers' local hashing breaks with xxhash >= 4 (str seeds).
+LDP_VENV := .bench-ldp-venv
+LDP_BIN := $(LDP_VENV)/bin
+LDP_STAMP := $(LDP_VENV)/.installed
+LDP_OUT ?= results/ldp_peers.json
+
+$(LDP_BIN)/python:
+	@command -v $(PY) >/dev/null 2>&1 || { echo "error: $(PY) not found; set PY=/path/to/python3.11"; exit 1; }
+	$(PY) -m venv $(LDP_VENV)
+
+$(LDP_STAMP): pyproject.toml | $(LDP_BIN)/python
+	$(LDP_BIN)/python -m pip install --quiet --upgrade pip
+	$(LDP_BIN)/python -m pip install --quiet "torch==2.13.0"
+	$(LDP_BIN)/python -m pip install --quiet -e . "pure-ldp==1.2.0" "multi-freq-ldpy==0.2.5" \
+		"xxhash<4" scikit-learn statsmodels "torch==2.13.0"
+	$(LDP_BIN)/python -c "import pure_ldp, multi_freq_ldpy, torch; assert torch.__version__.startswith('2.13.0'), torch.__version__"
+	@touch $(LDP_STAMP)
+
+bench-ldp-deps: $(LDP_STAMP)
+
+bench-ldp: $(LDP_STAMP)
+	$(LDP_BIN)/python benchmarks/ldp_peers.py --out $(LDP_OUT)
+
 clean:
-	rm -rf $(VENV) $(BENCH_VENV) build src/*.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(BENCH_VENV) $(LDP_VENV) build src/*.egg-info .pytest_cache .ruff_cache
