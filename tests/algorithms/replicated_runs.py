@@ -1,7 +1,8 @@
 """A tiny data-centre workload shared by the replicated-algorithm tests: a small MLP on
 scikit-learn's digits, one contiguous shard per worker, minibatches of 8. `equal_layers=True`
 swaps in a model of three equal-size layers (the 64 pixels average-pooled to 10 features, then
-three Linear(10, 10)), for exact per-fragment byte counts."""
+three Linear(10, 10)), for exact per-fragment byte counts; `convex=True` swaps in multinomial
+logistic regression."""
 
 from __future__ import annotations
 
@@ -25,10 +26,12 @@ def equal_layers_spec() -> models.ModelSpec:
                             10)
 
 
-def workload(workers: int, *, hidden: int = 16, equal_layers: bool = False):
+def workload(workers: int, *, hidden: int = 16, equal_layers: bool = False,
+             convex: bool = False):
     central = data.digits(seed=0)
     x, y = central.x_train, central.y_train
     spec = (equal_layers_spec() if equal_layers
+            else models.logistic_regression(tuple(x.shape[1:]), 10) if convex
             else models.mlp_2nn(tuple(x.shape[1:]), 10, hidden=hidden))
     model, params = models.init_params(spec, seed=0)
     shards = torch.arange(len(y)).tensor_split(workers)
@@ -43,9 +46,9 @@ def workload(workers: int, *, hidden: int = 16, equal_layers: bool = False):
 
 
 def run(algorithm, *, workers: int, steps: int, eval_every: int | None = None, seed: int = 0,
-        hidden: int = 16, equal_layers: bool = False):
+        hidden: int = 16, equal_layers: bool = False, convex: bool = False):
     model, params, worker_data, flops = workload(workers, hidden=hidden,
-                                                 equal_layers=equal_layers)
+                                                 equal_layers=equal_layers, convex=convex)
     settings = TrainingSettings(steps=steps, workers=workers, seed=seed,
                                 eval_every=eval_every or steps)
     return train_workers(algorithm(model), worker_data, model, params, flops, settings)

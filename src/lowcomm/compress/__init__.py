@@ -5,6 +5,7 @@
 - quantizers: `qsgd`, `terngrad`, `scaled_sign`, and `kmeans` (FedZip's Lloyd quantizer);
 - sparsifiers: `topk` (index encodings raw, bitmap, Elias-gamma, Golomb-Rice, auto), `randk`;
 - low rank: `powersgd`;
+- a few scalars per message: `int8_scalars` (one byte each), `fp32_scalars`;
 - memory wrappers: `error_feedback`, `dgc` (momentum correction and factor masking), `ef21`
   (a tracked estimate; its decode is an increment the receiver accumulates);
 - payload stages: `kmeans_stage`, `huffman_stage`
@@ -22,6 +23,7 @@ from lowcomm.compress.fp4 import fp4
 from lowcomm.compress.kmeans import kmeans, kmeans_stage
 from lowcomm.compress.lowrank import PowerSGDState, powersgd
 from lowcomm.compress.quantize import qsgd, scaled_sign, terngrad
+from lowcomm.compress.scalars import ScalarQuantizer, fp32_scalars, int8_scalars
 from lowcomm.compress.sparse import randk, topk
 
 __all__ = [
@@ -29,6 +31,7 @@ __all__ = [
     "Codec",
     "Persist",
     "PowerSGDState",
+    "ScalarQuantizer",
     "Stage",
     "analytic",
     "bf16",
@@ -40,7 +43,9 @@ __all__ = [
     "fp4",
     "fp16",
     "fp32",
+    "fp32_scalars",
     "huffman_stage",
+    "int8_scalars",
     "kmeans",
     "kmeans_stage",
     "powersgd",

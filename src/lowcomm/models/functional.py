@@ -53,7 +53,8 @@ class FlatTrainer:
 
     `bind(params)` makes the module's parameters views of `params` (no copy; in-place updates of
     `params` are what the module sees next). `loss_and_grad(x, y)` returns the loss and the `[d]`
-    gradient buffer, which is overwritten by the next call: copy it to keep it.
+    gradient buffer, which is overwritten by the next call: copy it to keep it. `loss(x, y)` is the
+    forward-only loss (zeroth-order methods).
     """
 
     __slots__ = ("_grad", "_grad_views", "_layout", "_module", "_params")
@@ -75,6 +76,11 @@ class FlatTrainer:
                                    strict=True):
             p.data = view
             p.grad = self._grad_views[name]
+
+    @torch.no_grad()
+    def loss(self, x: torch.Tensor, y: torch.Tensor) -> float:
+        """Mean cross-entropy at the bound parameters, forward only (no autograd graph)."""
+        return float(nn.functional.cross_entropy(self._module(x), y))
 
     def loss_and_grad(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         self._grad.zero_()

@@ -4,7 +4,9 @@ See `base.py` for the protocol (`step` posts to collectives, `receive` applies t
 `delay_steps` declares overlap). `ddp` is the data-parallel baseline; `diloco` and `localsgd`
 synchronise every H inner steps; `noloco` averages with one random partner every H steps;
 `streaming_diloco` syncs strided fragments on a staggered schedule with overlap and mixing;
-`eager_diloco` overlaps the outer step with the whole next inner phase (delayed or eager).
+`eager_diloco` overlaps the outer step with the whole next inner phase (delayed or eager);
+`spsa` is zeroth-order training that exchanges only one-byte projected gradients (shared
+randomness).
 """
 
 from lowcomm.algorithms.replicated.base import (
@@ -26,6 +28,7 @@ from lowcomm.algorithms.replicated.eager_diloco import eager_diloco
 from lowcomm.algorithms.replicated.fragments import layer_units, strided_fragments
 from lowcomm.algorithms.replicated.inner import gradient, inner_step
 from lowcomm.algorithms.replicated.noloco import NoLoCoState, noloco
+from lowcomm.algorithms.replicated.spsa import SPSAState, perturbation, projected_gradient, spsa
 from lowcomm.algorithms.replicated.streaming_diloco import streaming_diloco
 
 __all__ = [
@@ -37,6 +40,7 @@ __all__ = [
     "Post",
     "Received",
     "ReplicatedAlgorithm",
+    "SPSAState",
     "StepContext",
     "StepOutput",
     "ddp",
@@ -49,7 +53,10 @@ __all__ = [
     "noloco",
     "outer_nesterov",
     "param_hash",
+    "perturbation",
+    "projected_gradient",
     "require_positive_int",
+    "spsa",
     "streaming_diloco",
     "strided_fragments",
 ]
