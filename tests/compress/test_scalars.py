@@ -98,5 +98,5 @@ def test_bad_clip_fails_at_construction_naming_the_value(clip):
 def test_non_finite_scalars_and_a_missing_generator_are_refused():
     with pytest.raises(ValueError, match="scalars must be finite"):
         int8_scalars(1.0).encode(torch.tensor([math.nan]), _gen())
-    with pytest.raises(ValueError, match="pass a torch.Generator"):
+    with pytest.raises(ValueError, match=r"pass a torch\.Generator"):
         int8_scalars(1.0).encode(torch.tensor([0.5]), None)
