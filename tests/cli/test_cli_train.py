@@ -91,6 +91,21 @@ def test_streaming_and_eager_diloco_run_from_flags_and_send_what_diloco_sends(db
     assert low["total_nbytes"] < streaming["total_nbytes"] / 6  # 4-bit outer gradients
 
 
+def test_spsa_sends_k_one_byte_scalars_per_worker_per_step(db, capsys):
+    k, n, steps = 3, 2, 4
+    assert main(["train", *TINY, "--algorithm", "spsa", "--zo-seeds", str(k), "--zo-lr",
+                 "1e-4", "--db", db]) == 0
+    capsys.readouterr()
+    assert main(["export", "1", "--db", db]) == 0
+    summary = json.loads(capsys.readouterr().out)["summary"]
+    peer = summary["measured"]["peer"]
+    assert summary["algorithm"]["name"] == "spsa" and summary["replicas_identical"]
+    assert summary["algorithm"]["quantizer"]["nbytes_per_value"] == 1
+    assert peer["collectives"] == {"allgather": steps}
+    assert peer["total_nbytes"] == steps * n * (n - 1) * (k + 19)  # k bytes + payload framing
+    assert set(summary["counted"]["by_kind"]) == {"forward", "zo_axpy", "zo_rng"}
+
+
 @pytest.mark.parametrize(("args", "message"), [
     (["--inner-steps", "0"], "inner_steps must be >= 1; got 0"),
     (["--algorithm", "streaming_diloco", "--fragments", "2"],
@@ -113,6 +128,11 @@ def test_streaming_and_eager_diloco_run_from_flags_and_send_what_diloco_sends(db
     (["--algorithm", "noloco", "--averaging-strength", "-1"],
      "averaging_strength must be >= 0; got -1.0"),
     (["--algorithm", "noloco", "--outer-optimizer", "adam"], "noloco has its own outer step"),
+    (["--algorithm", "spsa", "--zo-seeds", "0"], "zo_seeds must be >= 1; got 0"),
+    (["--algorithm", "spsa", "--zo-lr", "0"], "zo_lr must be a finite number > 0; got 0.0"),
+    (["--zo-epsilon", "-0.001"], "zo_epsilon must be a finite number > 0; got -0.001"),
+    (["--zo-clip", "inf"], "zo_clip must be a finite number > 0; got inf"),
+    (["--zo-quantization", "int4"], "zo_quantization must be one of int8, int8-nearest, fp32"),
     (["--bogus", "1"], None),
 ])
 def test_bad_input_is_one_line_naming_the_value(args, message, db, capsys):

@@ -18,12 +18,13 @@ from lowcomm.algorithms.replicated import (
     eager_diloco,
     localsgd,
     noloco,
+    spsa,
     streaming_diloco,
 )
 from lowcomm.cli.codecs import parse_codec
 from lowcomm.cli.config import ConfigError
 from lowcomm.cli.train_config import SCENARIO_NAMES, TrainConfig, outer_momentum
-from lowcomm.compress import Codec
+from lowcomm.compress import Codec, ScalarQuantizer, fp32_scalars, int8_scalars
 from lowcomm.data import DataDirError
 from lowcomm.runtime import WorkerData
 
@@ -61,6 +62,12 @@ def wire_codec(c: TrainConfig) -> Codec:
     return codec
 
 
+def zo_quantizer(c: TrainConfig) -> ScalarQuantizer:
+    if c.zo_quantization == "fp32":
+        return fp32_scalars()
+    return int8_scalars(c.zo_clip, stochastic=c.zo_quantization == "int8")
+
+
 Factory = Callable[[models.ModelFn, TrainConfig], ReplicatedAlgorithm]
 
 ALGORITHMS: dict[str, Factory] = {
@@ -81,6 +88,8 @@ ALGORITHMS: dict[str, Factory] = {
     "eager_diloco": lambda m, c: eager_diloco(
         m, inner_optimizer=inner_optimizer(c), inner_steps=c.inner_steps, mode=c.outer_overlap,
         outer_optimizer=outer_optimizer(c), codec=wire_codec(c)),
+    "spsa": lambda m, c: spsa(m, lr=c.zo_lr, epsilon=c.zo_epsilon, seeds_per_step=c.zo_seeds,
+                              quantizer=zo_quantizer(c)),
 }
 
 

@@ -6,14 +6,16 @@ every mistake is one line naming the value.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from lowcomm.cli.config import ConfigError, _opt
 
 CORPORA = ("python_docs", "tiny_shakespeare")
 TRAIN_ALGORITHMS = ("ddp", "localsgd", "diloco", "noloco", "streaming_diloco",
-                    "eager_diloco")
+                    "eager_diloco", "spsa")
 OUTER_OVERLAPS = ("eager", "delayed")
+ZO_QUANTIZATIONS = ("int8", "int8-nearest", "fp32")
 OUTER_OPTIMIZERS = ("nesterov", "avg", "momentum", "adam")
 SCHEDULES = ("cosine", "constant")
 SCENARIO_NAMES = ("datacenter", "cross-region", "internet")
@@ -83,6 +85,18 @@ class TrainConfig:
                       "with fp32 accumulation (noloco: of the exchanged vectors): fp32, fp16, "
                       "bf16, fp4 (4-bit E3M0), or a stateless codec spec",
                       section="training")
+    zo_lr: float = _opt(1e-3, "spsa: step size lr of theta <- theta - lr/(n*k) sum g*z",
+                        section="training")
+    zo_epsilon: float = _opt(1e-3, "spsa: perturbation size epsilon (MeZO: 1e-3)",
+                             section="training")
+    zo_seeds: int = _opt(4, "spsa: k, seeds (perturbation directions) per worker per step",
+                         section="training")
+    zo_quantization: str = _opt("int8", "spsa: wire format of each projected gradient: int8 "
+                                "(one byte, stochastic rounding, unbiased within +-zo_clip), "
+                                "int8-nearest (one byte, rounded to nearest: biased) or fp32 "
+                                "(4 bytes)", choices=ZO_QUANTIZATIONS, section="training")
+    zo_clip: float = _opt(8.0, "spsa: clip C of the one-byte grid (C/127)*{-127..127}; larger "
+                          "projected gradients are clipped to +-C", section="training")
     eval_every: int = _opt(50, "evaluate (and hash the replicas) every N steps",
                            section="training")
     seed: int = _opt(0, "seed of every random stream of the run", section="training")
@@ -110,7 +124,7 @@ def validate_train(c: TrainConfig) -> None:
             raise ConfigError(message)
 
     for name in ("seq_len", "batch_size", "eval_windows", "layers", "width", "heads",
-                 "workers", "steps", "inner_steps", "eval_every"):
+                 "workers", "steps", "inner_steps", "zo_seeds", "eval_every"):
         value = getattr(c, name)
         need(value >= 1, f"{name} must be >= 1; got {value}")
     need(c.width % c.heads == 0, f"width ({c.width}) must be a multiple of heads ({c.heads})")
@@ -135,6 +149,10 @@ def validate_train(c: TrainConfig) -> None:
          f"{c.outer_optimizer})")
     need(c.algorithm != "noloco" or c.workers >= 2,
          f"noloco pairs workers and needs workers >= 2; got {c.workers}")
+    for name in ("zo_lr", "zo_epsilon", "zo_clip"):
+        value = getattr(c, name)
+        need(math.isfinite(value) and value > 0, f"{name} must be a finite number > 0; got "
+             f"{value}")
     need(c.bandwidth_gbps is None or c.bandwidth_gbps > 0,
          f"bandwidth_gbps must be > 0; got {c.bandwidth_gbps}")
     need(c.latency_ms is None or c.latency_ms >= 0, f"latency_ms must be >= 0; got {c.latency_ms}")
