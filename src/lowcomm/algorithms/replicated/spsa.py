@@ -98,11 +98,11 @@ def _positive(name: str, value: float) -> float:
 def spsa(model: ModelFn, *, lr: float, epsilon: float = 1e-3, seeds_per_step: int = 1,
          quantizer: ScalarQuantizer | None = None) -> ReplicatedAlgorithm:
     """Shared-randomness SPSA: k = `seeds_per_step` directions per worker per step, step size
-    `lr`, perturbation `epsilon`; scalars sent as `quantizer` (default `int8_scalars(1.0)`)."""
+    `lr`, perturbation `epsilon`; scalars sent as `quantizer` (default `int8_scalars(8.0)`)."""
     lr = _positive("lr", lr)
     epsilon = _positive("epsilon", epsilon)
     k = require_positive_int("seeds_per_step (k)", seeds_per_step)
-    quantizer = quantizer or int8_scalars(1.0)
+    quantizer = quantizer or int8_scalars(8.0)
 
     def init(params: torch.Tensor, worker: int, workers: int) -> SPSAState:
         return SPSAState(params.detach().clone())
