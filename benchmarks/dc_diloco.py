@@ -88,29 +88,40 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=1)
     parser.add_argument("--steps", type=int, default=Workload.steps)
     parser.add_argument("--plot", default=None, help="PNG of loss vs bytes and modeled time")
+    parser.add_argument("--labels", nargs="*", default=None,
+                        help="run only these configurations (e.g. 'ddp' 'diloco H=50')")
+    parser.add_argument("--seeds", nargs="*", type=int, default=list(SEEDS))
+    parser.add_argument("--lrs", nargs=2, type=float, default=None, metavar=("DDP", "DILOCO"),
+                        help="inner lrs to use instead of tuning them on seed 0")
     args = parser.parse_args()
     workload = Workload(steps=args.steps)
     finished = done(args.out)
     with ProcessPoolExecutor(args.jobs) as pool:
-        tune = [(workload, fam, lr) for fam in ("ddp", "diloco") for lr in LRS
-                if (f"tune {fam} lr={lr:g}", 0) not in finished]
-        for row in pool.map(_tune_job, tune):
-            append_result(args.out, row)
-            print(f"{row['label']}: final val loss {row['final_val_loss']:.4f}", flush=True)
-        rows = json.loads(Path(args.out).read_text())
-        best = {fam: min((r for r in rows if r["label"].startswith(f"tune {fam} ")),
-                         key=lambda r: r["final_val_loss"])["label"].split("lr=")[1]
-                for fam in ("ddp", "diloco")}
-        lr_pair = (float(best["ddp"]), float(best["diloco"]))
+        lr_pair = tuple(args.lrs) if args.lrs else _tune(pool, workload, args.out, finished)
         print(f"chosen inner lr: ddp {lr_pair[0]:g}, diloco {lr_pair[1]:g}", flush=True)
-        jobs = [(workload, label, lr_pair, seed) for seed in SEEDS
-                for label in configs(*lr_pair, workload.steps) if (label, seed) not in finished]
+        labels = args.labels or list(configs(*lr_pair, workload.steps))
+        jobs = [(workload, label, lr_pair, seed) for seed in args.seeds
+                for label in labels if (label, seed) not in finished]
         for row in pool.map(_job, jobs):
             row["inner_lr"] = lr_pair
             append_result(args.out, row)
             print(f"{row['label']} seed {row['seed']}: final val loss "
                   f"{row['final_val_loss']:.4f}, {row['bytes_total']:,} bytes", flush=True)
     report(args.out, args.plot)
+
+
+def _tune(pool, workload: Workload, out: str, finished: set) -> tuple[float, float]:
+    """The inner lr of DDP and of DiLoCo (H = 50) with the lowest final loss on seed 0."""
+    tune = [(workload, fam, lr) for fam in ("ddp", "diloco") for lr in LRS
+            if (f"tune {fam} lr={lr:g}", 0) not in finished]
+    for row in pool.map(_tune_job, tune):
+        append_result(out, row)
+        print(f"{row['label']}: final val loss {row['final_val_loss']:.4f}", flush=True)
+    rows = json.loads(Path(out).read_text())
+    best = {fam: min((r for r in rows if r["label"].startswith(f"tune {fam} ")),
+                     key=lambda r: r["final_val_loss"])["label"].split("lr=")[1]
+            for fam in ("ddp", "diloco")}
+    return float(best["ddp"]), float(best["diloco"])
 
 
 def report(path: str, plot: str | None) -> None:
