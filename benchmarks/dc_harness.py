@@ -50,8 +50,10 @@ def corpus_of(w: Workload) -> data.TextCorpus:
 
 
 def run_one(w: Workload, make: Callable[[models.ModelFn], ReplicatedAlgorithm], *, seed: int,
-            label: str, flops_per_second: float = 1e12) -> dict[str, Any]:
-    """Train `make(model)` on the workload with `seed`; the result as plain JSON-able values."""
+            label: str, flops_per_second: float = 1e12,
+            devices: dict[str, float] | None = None) -> dict[str, Any]:
+    """Train `make(model)` on the workload with `seed`; the result as plain JSON-able values.
+    `devices` (name -> FLOP/s) adds `modeled_at[name][scenario]` for more worker throughputs."""
     torch.set_num_threads(1)  # one core per run: runs go side by side in processes
     corpus = corpus_of(w)
     shards = data.shard_text(corpus.train_ids, w.workers)
@@ -76,7 +78,14 @@ def run_one(w: Workload, make: Callable[[models.ModelFn], ReplicatedAlgorithm], 
     traffic = cost.peer_traffic(result.ledger)
     cumulative = [sum(r.bytes_sent for r in result.records[: i + 1])
                   for i in range(len(result.records))]
+    modeled_at = {
+        name: {s: {"seconds": tl.modeled_seconds, "utilization": tl.utilization}
+               for s, tl in ((s, cost.timeline(result.ledger, network=net,
+                                               device=cost.Accelerator(rate)))
+                             for s, net in cost.SCENARIOS.items())}
+        for name, rate in (devices or {}).items()}
     return {
+        "modeled_at": modeled_at,
         "label": label, "seed": seed, "algorithm": algorithm.name,
         "hyperparams": algorithm.hyperparams, "overlap": algorithm.overlap,
         "workload": asdict(w), "model": spec.key, "num_params": int(params.numel()),
