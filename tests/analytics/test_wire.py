@@ -9,9 +9,17 @@ import numpy as np
 import pytest
 
 import lowcomm.analytics as analytics
-from lowcomm.analytics import FrequencyOracle, aggregate_reports, single_report, user_reports
+from lowcomm.analytics import (
+    FrequencyOracle,
+    aggregate,
+    aggregate_reports,
+    encode_chunks,
+    single_report,
+    user_reports,
+)
 from lowcomm.analytics.wire import report_nbytes
 from lowcomm.core import Payload, numpy_rng, serialize
+from lowcomm.data import zipf_items
 
 
 def _factories() -> list:
@@ -179,3 +187,23 @@ def test_rejections_merge_and_bad_arguments_are_refused():
         aggregate_reports(bare, wire)
     oversized = aggregate_reports(oracle, wire, max_report_nbytes=len(wire[0]) - 1)
     assert (oversized.n, dict(oversized.rejected)) == (0, {"malformed_bytes": 5})
+
+
+@pytest.mark.parametrize("factory", FACTORIES, ids=lambda f: f.__name__)
+def test_chunked_encode_and_aggregate_equals_the_one_shot_count(factory):
+    """The streaming path (users generated and encoded chunk by chunk, counts added) gives the
+    counts of one `support_counts` over all the reports, and so does the wire path."""
+    oracle = factory(1.0, 128)
+    stream = zipf_items(128, 2_500, s=1.1, seed=0, chunk_users=700)  # chunks 700, 700, 700, 400
+    chunked = aggregate(oracle, encode_chunks(oracle, stream.chunks(), seed=5))
+    reports = list(encode_chunks(oracle, stream.chunks(), seed=5))
+    one_shot = Payload({m: np.concatenate([r[m] for r in reports]) for m in reports[0]})
+    assert chunked.n == 2_500 == sum(r[next(iter(r))].shape[0] for r in reports)
+    np.testing.assert_array_equal(chunked.counts, oracle.support_counts(one_shot))
+    wire = aggregate_reports(oracle, (b for r in reports for b in user_reports(r)))
+    np.testing.assert_array_equal(wire.counts, chunked.counts)
+    # chunk c draws from its own stream: changing chunk 0 leaves the reports of the others alone
+    chunks = list(stream.chunks())
+    changed = list(encode_chunks(oracle, [chunks[0][:10], *chunks[1:]], seed=5))
+    assert all(a == b for a, b in zip(changed[1:], reports[1:], strict=True))
+    assert changed[0] != reports[0]

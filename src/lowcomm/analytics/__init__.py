@@ -46,7 +46,7 @@ from lowcomm.analytics.rappor_decode import RapporDecoding
 from lowcomm.analytics.subset import ss
 from lowcomm.analytics.taps import taps
 from lowcomm.analytics.unary import oue, sue
-from lowcomm.analytics.wire import aggregate_reports, user_reports
+from lowcomm.analytics.wire import aggregate_reports, encode_chunks, user_reports
 
 __all__ = [
     "FrequencyOracle",
@@ -65,6 +65,7 @@ __all__ = [
     "aggregate",
     "aggregate_reports",
     "blh",
+    "encode_chunks",
     "f1_score",
     "grr",
     "hm",

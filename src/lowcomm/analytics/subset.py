@@ -124,7 +124,7 @@ def ss(epsilon: float, k: int, *, subset_size: int | None = None) -> FrequencyOr
     rows_per_block = max(1, _BLOCK_KEYS // (omega if floyd else k - 1))
     sorted_set = ReportRule("unsorted_items", "as strictly increasing items (a sorted set of "
                             f"{omega} distinct items)",
-                            lambda items: (np.diff(items.astype(np.int64), axis=1) > 0).all(axis=1))
+                            lambda items: (items[:, 1:] > items[:, :-1]).all(axis=1))
     fields = (ReportField("items", dtype, (omega,), high=k, rules=(sorted_set,)),)
 
     def encode(values: np.ndarray, rng: np.random.Generator) -> Payload:

@@ -1,7 +1,11 @@
 """Reports as they arrive from users: bytes, one serialized report per user, checked one by one.
 
-Client side, `user_reports(reports)` yields what each user of an encoded batch sends: the bytes
-of `serialize(single_report(reports, i))`, a batch of one in the `lowcomm.core` wire format (its
+Client side, `encode_chunks(oracle, value_chunks, seed=...)` encodes users chunk by chunk, chunk
+c with its own generator `numpy_rng(seed, client=c, purpose=...)`, so memory is one chunk
+whatever n is (`aggregate(oracle, encode_chunks(...))` is the in-process streaming path), and
+the reports of a chunk do not depend on how the chunks before it were consumed.
+`user_reports(reports)` yields what each user of an encoded batch sends: the bytes of
+`serialize(single_report(reports, i))`, a batch of one in the `lowcomm.core` wire format (its
 arrays keep the user axis, of length 1). Server side, `aggregate_reports(oracle, stream)` reads
 any iterable of such byte strings (a list, a socket reader, a generator over a file) and, for
 each one, either accepts it or rejects it under the first reason that applies:
@@ -40,9 +44,17 @@ from lowcomm.analytics.oracle import (
     row_reason,
     single_report,
 )
-from lowcomm.core import Payload, deserialize, serialize
+from lowcomm.core import Payload, deserialize, numpy_rng, serialize
 
 MALFORMED = "malformed_bytes"
+
+
+def encode_chunks(oracle: FrequencyOracle, value_chunks: Iterable[np.ndarray], *, seed: int,
+                  purpose: str = "ldp-encode") -> Iterator[Payload]:
+    """The reports of each chunk of users' values, chunk c drawn from
+    `numpy_rng(seed, client=c, purpose=f"{purpose}/{oracle.name}")` (one chunk in memory)."""
+    for c, values in enumerate(value_chunks):
+        yield oracle.encode(values, numpy_rng(seed, client=c, purpose=f"{purpose}/{oracle.name}"))
 
 
 def user_reports(reports: Payload) -> Iterator[bytes]:
