@@ -163,7 +163,12 @@ def basket_items(name: str, data_dir: str | Path | None, *, k: int, seed: int,
     if name not in BASKET_FILES:
         raise ValueError(f"basket data must be one of {', '.join(BASKET_FILES)}; got {name!r}")
     relative, cut = BASKET_FILES[name]
-    path = resolve_data_dir(data_dir) / relative
+    try:
+        path = resolve_data_dir(data_dir) / relative
+    except DataDirError as err:  # name the file this loader needs, not the image layout
+        reason = str(err).split(";")[0].split(": pass")[0]
+        raise DataDirError(f"{reason}; pass --data-dir or set LOWCOMM_DATA to a folder holding "
+                           f"{relative} (as ../shared/data does)") from None
     if not path.is_file():
         raise DataDirError(f"missing data file {str(path)!r}; expected <dir>/{relative} as in "
                            "../shared/data")

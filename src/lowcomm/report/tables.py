@@ -101,8 +101,13 @@ def runs_table(runs: list[dict[str, Any]]) -> Table:
         config, summary = run["config"], run["summary"] or {}
         started = dt.datetime.fromtimestamp(run["created_at"]).strftime("%Y-%m-%d %H:%M")
         total = summary.get("measured", {}).get("bytes_total")
+        # analytics records (`lowcomm analytics ...`) name their data and mechanism otherwise
+        dataset = config.get("dataset", config.get("data", ""))
+        method = config.get("algorithm", config.get("oracle", config.get("mode", "")))
+        if "command" in config:
+            method = f"{config['command'].split()[-1]}: {method}"
         table.add_row(str(run["id"]), run["name"] or "", run["status"], started,
-                      config.get("dataset", ""), config.get("algorithm", ""),
+                      dataset, method,
                       str(summary.get("rounds", "")),
                       _accuracy(summary.get("final_test_accuracy")),
                       "" if total is None else human_bytes(total))

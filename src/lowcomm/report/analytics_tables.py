@@ -1,0 +1,122 @@
+"""Rich tables of analytics records (`lowcomm analytics ...`): what the run printed, rebuilt from
+the stored summary, so `lowcomm show` prints the same. Reads records; never runs anything."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.table import Table
+
+from lowcomm.report.tables import _device_note, _network_note, human_bytes, human_seconds
+
+
+def _quantities(title: str) -> Table:
+    table = Table(title=title, header_style="bold")
+    table.add_column("quantity")
+    table.add_column("value", justify="right")
+    table.add_column("how it was obtained", style="dim")
+    return table
+
+
+def _cost_rows(summary: dict[str, Any], unit: str) -> list[tuple[str, str, str]]:
+    """Measured bytes, then the modeled time, energy, money and carbon of the ledger."""
+    measured, modeled = summary["measured"], summary["modeled"]
+    models = modeled["models"]
+    senders = summary.get("users", summary.get("clients"))
+    return [
+        ("rounds", str(summary["rounds"]), f"{senders:,} {unit} report once"
+         if summary["rounds"] == 1 else f"{senders:,} {unit}, one report per round"),
+        ("bytes up", human_bytes(measured["bytes_up"]),
+         f"measured: {measured['bytes_up']:,} serialized bytes, {measured['messages']:,} "
+         "messages"),
+        ("time", human_seconds(modeled["modeled_seconds"]),
+         f"modeled: {_network_note(models['network'])}"),
+        (f"{unit[:-1]} energy (all)", f"{modeled['modeled_joules']:,.3f} J",
+         f"modeled: {_device_note(models['device'])}"),
+        ("carbon", f"{modeled['modeled_grams_co2']:,.6f} g CO2",
+         f"modeled: {models['carbon']['grams_co2_per_kwh']} g/kWh, PUE "
+         f"{models['carbon']['pue']}"),
+        ("simulator wall-clock", human_seconds(measured["simulator_seconds"]),
+         "measured: this process (simulator speed, not a cost of the protocol)"),
+    ]
+
+
+def top_items_table(summary: dict[str, Any]) -> Table:
+    """True against estimated frequencies of the most frequent items (by true frequency)."""
+    oracle = summary["oracle"]
+    table = Table(title=f"top {len(summary['top_items'])} items: true vs {oracle['name']} "
+                        f"estimate (unbiased, not clipped)", header_style="bold")
+    for column in ("rank", "item", "true f", "estimate", "error", "sd (theory)"):
+        table.add_column(column, justify="right")
+    for rank, row in enumerate(summary["top_items"], start=1):
+        table.add_row(str(rank), str(row["label"]), f"{row['true']:.5f}",
+                      f"{row['estimate']:.5f}", f"{row['estimate'] - row['true']:+.5f}",
+                      f"{row['sd']:.5f}")
+    return table
+
+
+def frequency_table(summary: dict[str, Any]) -> Table:
+    o, bits, data = summary["oracle"], summary["bits"], summary["data"]
+    table = _quantities(f"lowcomm analytics frequency: {o['name']}, epsilon = {o['epsilon']:g}, "
+                        f"k = {o['k']}")
+    rejected = summary["rejected"]
+    rows = [
+        ("users", f"{summary['users']:,}", f"data: {_data_note(data)}"),
+        ("reports accepted", f"{summary['accepted']:,}",
+         "rejected: " + (", ".join(f"{r} {n:,}" for r, n in rejected.items()) or "none")
+         + " (each report parsed from its bytes and checked)"),
+        ("MSE", f"{summary['mse']:.4g}", "measured: mean over the k items of (f_hat - f)^2"),
+        ("MSE (theory)", f"{summary['theory_mse']:.4g}",
+         "the closed-form variance of f_hat, mean over the k items"),
+        ("MSE / theory", f"{summary['mse_over_theory']:.3f}",
+         f"one run: standard error about sqrt(2/k) = {summary['ratio_standard_error']:.3f}"),
+        (f"top-{len(summary['top_items'])} overlap", f"{summary['top_overlap']:.0%}",
+         "true top items among the estimated top items"),
+        ("bits per user", f"{summary['bits']['wire_measured']:,.0f}",
+         f"measured: 8 x the serialized report (payload data {bits['data']} bits + framing)"),
+        ("bits per user (paper)", f"{bits['analytic']:,}", "analytic: the paper's count"),
+        *_cost_rows(summary, "users"),
+    ]
+    for row in rows:
+        table.add_row(*row)
+    return table
+
+
+def _data_note(data: dict[str, Any]) -> str:
+    if "file" not in data:
+        return f"synthetic {data['name']}" + (f", seed {data['seed']}" if "seed" in data else "")
+    return (f"{data['name']} baskets ({data['file']}), one seeded item each; top "
+            f"{data['k'] - 1} of {data['distinct_items']:,} items, the rest 'other'")
+
+
+def roc_table(summary: dict[str, Any]) -> Table:
+    table = _quantities(f"lowcomm analytics roc: mode {summary['mode']}, epsilon = "
+                        f"{summary['epsilon']:g}, Q = {summary['bins']} bins")
+    rows = [
+        ("examples", f"{summary['examples']:,}",
+         f"{summary['data']}; scores of {summary['model']}"),
+        ("ROC AUC", f"{summary['roc_auc']:.4f}", f"exact {summary['exact_roc_auc']:.4f}; "
+         f"error {summary['roc_auc_error']:+.4f}"),
+        ("ROC area error", f"{summary['roc_area_error']:.4f}",
+         "integral over FPR of |TPR - private TPR| (Xu and Cormode's AE)"),
+        ("PR AUC", f"{summary['pr_auc']:.4f}", f"exact {summary['exact_pr_auc']:.4f}; "
+         f"error {summary['pr_auc_error']:+.4f}"),
+        ("binning bound", f"{summary['binning_auc_bound']:.4f}",
+         "largest |AUC error| from Q bins alone (no noise)"),
+        ("bits per client", f"{summary['bits']['wire_measured']:,.0f}",
+         f"measured: 8 x the serialized report; counts alone {summary['bits']['analytic']:,}"),
+        *_cost_rows(summary, "clients"),
+    ]
+    for row in rows:
+        table.add_row(*row)
+    return table
+
+
+def analytics_tables(summary: dict[str, Any]) -> list[Table]:
+    """The tables of an analytics record, by its kind."""
+    kind = summary.get("kind")
+    if kind == "analytics/frequency":
+        return [top_items_table(summary), frequency_table(summary)]
+    if kind == "analytics/roc":
+        return [roc_table(summary)]
+    raise ValueError(f"not an analytics summary: kind {kind!r}")
