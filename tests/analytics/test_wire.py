@@ -14,11 +14,12 @@ from lowcomm.analytics import (
     aggregate,
     aggregate_reports,
     encode_chunks,
+    rappor,
     single_report,
     user_reports,
 )
-from lowcomm.analytics.wire import report_nbytes
-from lowcomm.core import Payload, numpy_rng, serialize
+from lowcomm.analytics.wire import checked_batches, report_nbytes
+from lowcomm.core import Payload, derive_seed, numpy_rng, serialize
 from lowcomm.data import zipf_items
 
 
@@ -133,28 +134,57 @@ def _independent_cases(oracle: FrequencyOracle):
             yield "report", np.r_[0, row[0, 1:-1], 0].astype(np.uint8)[None], "bad_residues"
 
 
+def _mixed_stream(oracle, reports: Payload) -> tuple[list[bytes], dict[str, int]]:
+    """Every user's bytes with the bad reports of `_malformed` and `_independent_cases` inserted
+    at random places, and how many bad reports each reason should count."""
+    stream = list(user_reports(reports))
+    bad = _malformed(oracle, single_report(reports, 0))
+    bad += [(reason, _with(single_report(reports, 0), f"{oracle.name}/{field}", array))
+            for field, array, reason in _independent_cases(oracle)]
+    positions = numpy_rng(1, purpose="analytics-test-wire-mix").choice(
+        len(stream) + len(bad), len(bad), replace=False)
+    for position, (_, data) in sorted(zip(positions, bad, strict=True)):
+        stream.insert(int(position), data)
+    expected: dict[str, int] = {}
+    for reason, _ in bad:
+        expected[reason] = expected.get(reason, 0) + 1
+    return stream, expected
+
+
 @pytest.mark.parametrize("factory", FACTORIES, ids=lambda f: f.__name__)
 def test_a_stream_with_malformed_reports_counts_exactly_the_clean_subset(factory):
     oracle = factory(1.0, K)
     n = 70
     reports = _encoded(oracle, n)
-    good = list(user_reports(reports))
-    bad = _malformed(oracle, single_report(reports, 0))
-    bad += [(reason, _with(single_report(reports, 0), f"{oracle.name}/{field}", array))
-            for field, array, reason in _independent_cases(oracle)]
-    stream = list(good)
-    positions = numpy_rng(1, purpose="analytics-test-wire-mix").choice(n + len(bad), len(bad),
-                                                                      replace=False)
-    for position, (_, data) in sorted(zip(positions, bad, strict=True)):
-        stream.insert(int(position), data)
-    expected = {}
-    for reason, _ in bad:
-        expected[reason] = expected.get(reason, 0) + 1
+    stream, expected = _mixed_stream(oracle, reports)
     tally = aggregate_reports(oracle, iter(stream), batch_size=16)
     assert tally.n == n
     np.testing.assert_array_equal(tally.counts, oracle.support_counts(reports))
     assert dict(tally.rejected) == expected
-    assert tally.n_rejected == len(bad)
+    assert tally.n_rejected == sum(expected.values())
+
+
+def test_rappor_reads_the_wire_through_the_same_checks():
+    """RAPPOR is not a FrequencyOracle (its counts are per cohort and bit), but its reports
+    are checked by the same declared fields: its own aggregate runs on the checked batches."""
+    oracle = rappor(2.0, K, num_bits=12, cohorts=5)  # 12 bits: 4 padding bits in 2 bytes
+    n = 70
+    values = numpy_rng(0, purpose="analytics-test-wire-values").integers(0, K, size=n)
+    reports = oracle.encode(values, numpy_rng(0, purpose="analytics-test-wire"),
+                            users=np.arange(n), prr_seed=derive_seed(0, purpose="test-prr"))
+    stream, expected = _mixed_stream(oracle, reports)
+    row = np.zeros((1, 2), np.uint8)
+    row[0, 1] = 1 << 4  # bit 12 of a 12-bit filter: padding
+    stream += [_with(single_report(reports, 1), "rappor/bits", row),
+               _with(single_report(reports, 1), "rappor/cohort", np.array([5], np.uint8))]
+    expected["padding_bits"] = expected.get("padding_bits", 0) + 1
+    expected["out_of_range"] += 1
+    rejected: dict[str, int] = {}
+    tally = oracle.aggregate(checked_batches(oracle, stream, rejected, batch_size=16))
+    clean = oracle.tally(reports)
+    np.testing.assert_array_equal(tally.counts, clean.counts)
+    np.testing.assert_array_equal(tally.cohort_n, clean.cohort_n)
+    assert rejected == expected
 
 
 @pytest.mark.parametrize("factory", FACTORIES, ids=lambda f: f.__name__)

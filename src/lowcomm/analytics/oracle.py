@@ -101,12 +101,6 @@ class FrequencyOracle:
     g: int | None = None
     fields: tuple[ReportField, ...] = ()
 
-    def rejection_reasons(self) -> tuple[str, ...]:
-        """Every reason a report of this oracle can be rejected for, in the order checked
-        (`lowcomm.analytics.wire` adds "malformed_bytes" before them)."""
-        rules = tuple(r.reason for f in self.fields for r in f.rules)
-        return (*LAYOUT_REASONS, RANGE_REASON, *dict.fromkeys(rules))
-
     def estimate(self, counts: np.ndarray, n: int) -> np.ndarray:
         """The unbiased estimate of the normalised frequencies `[k]` from support counts."""
         counts = np.asarray(counts, dtype=np.float64)

@@ -63,9 +63,10 @@ def user_reports(reports: Payload) -> Iterator[bytes]:
         yield serialize(single_report(reports, index))
 
 
-def report_nbytes(oracle: FrequencyOracle) -> int:
-    """The serialized length of one valid report of `oracle` (every valid report has it: each
-    field has a fixed dtype and per-user shape)."""
+def report_nbytes(oracle) -> int:
+    """The serialized length of one valid report of `oracle` (a `FrequencyOracle`, or any
+    oracle with a `name` and declared `fields`, such as RAPPOR's): every valid report has it,
+    since each field has a fixed dtype and per-user shape."""
     if not oracle.fields:
         raise ValueError(f"{oracle.name} declares no report fields; it cannot read reports "
                          "from the wire")
@@ -73,33 +74,33 @@ def report_nbytes(oracle: FrequencyOracle) -> int:
                     for f in oracle.fields}).nbytes
 
 
-def aggregate_reports(oracle: FrequencyOracle, stream: Iterable[bytes], *,
-                      batch_size: int = 4096, max_report_nbytes: int | None = None) -> Tally:
-    """Support counts of the valid reports of `stream` (one user's serialized report per item);
-    the others are rejected and counted by reason (module docstring). `max_report_nbytes`
-    (default: 4 x the valid size + 1 KiB) bounds what is parsed at all."""
+def checked_batches(oracle, stream: Iterable[bytes], rejected: dict[str, int], *,
+                    batch_size: int = 4096, max_report_nbytes: int | None = None
+                    ) -> Iterator[Payload]:
+    """Batches (of at most `batch_size` reports) of the valid reports of `stream`, one user's
+    serialized report per item; each rejected report adds 1 to `rejected[reason]` (module
+    docstring). `oracle` needs only a `name` and declared `fields`, so any oracle's counting
+    can run on the batches (`aggregate_reports` for a `FrequencyOracle`; `RapporOracle.aggregate`
+    for RAPPOR). `max_report_nbytes` (default: 4 x the valid size + 1 KiB) bounds what is
+    parsed at all."""
     if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
         raise ValueError(f"batch_size must be an integer >= 1; got {batch_size!r}")
     valid_nbytes = report_nbytes(oracle)  # raises for an oracle that declares no fields
     limit = 4 * valid_nbytes + 1024 if max_report_nbytes is None else max_report_nbytes
     name, fields = oracle.name, oracle.fields
-    counts = np.zeros(oracle.k, dtype=np.int64)
-    rejected = dict.fromkeys((MALFORMED, *oracle.rejection_reasons()), 0)
-    accepted = 0
     pending: list[Payload] = []
 
-    def flush() -> None:
-        nonlocal accepted
+    def valid_batch() -> Payload:
         batch = Payload({f"{name}/{f.name}": np.concatenate([p[f"{name}/{f.name}"]
                                                              for p in pending])
                          for f in fields})
+        pending.clear()
         codes = row_problems(batch, name, fields)  # [batch] 0 = valid
         for code, count in zip(*np.unique(codes[codes > 0], return_counts=True), strict=True):
-            rejected[row_reason(fields, int(code))] += int(count)
+            reason = row_reason(fields, int(code))
+            rejected[reason] = rejected.get(reason, 0) + int(count)
         valid = codes == 0
-        counts[:] += oracle.support_counts(Payload({m: a[valid] for m, a in batch.items()}))
-        accepted += int(valid.sum())
-        pending.clear()
+        return Payload({m: a[valid] for m, a in batch.items()})
 
     for data in stream:
         if not isinstance(data, bytes | bytearray | memoryview):
@@ -107,15 +108,28 @@ def aggregate_reports(oracle: FrequencyOracle, stream: Iterable[bytes], *,
         try:
             payload = deserialize(data, max_nbytes=limit)
         except ValueError:
-            rejected[MALFORMED] += 1
+            rejected[MALFORMED] = rejected.get(MALFORMED, 0) + 1
             continue
         problem = layout_problem(payload, name, fields, users=1)
         if problem is not None:
-            rejected[problem[0]] += 1
+            rejected[problem[0]] = rejected.get(problem[0], 0) + 1
             continue
         pending.append(payload)
         if len(pending) == batch_size:
-            flush()
+            yield valid_batch()
     if pending:
-        flush()
+        yield valid_batch()
+
+
+def aggregate_reports(oracle: FrequencyOracle, stream: Iterable[bytes], *,
+                      batch_size: int = 4096, max_report_nbytes: int | None = None) -> Tally:
+    """Support counts of the valid reports of `stream` (one user's serialized report per item)
+    and the rejected ones counted by reason (`checked_batches`; module docstring)."""
+    counts = np.zeros(oracle.k, dtype=np.int64)
+    rejected: dict[str, int] = {}
+    accepted = 0
+    for batch in checked_batches(oracle, stream, rejected, batch_size=batch_size,
+                                 max_report_nbytes=max_report_nbytes):
+        counts += oracle.support_counts(batch)
+        accepted += num_reports(batch)
     return Tally(counts, accepted, rejected)

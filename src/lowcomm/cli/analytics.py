@@ -33,6 +33,7 @@ from lowcomm.report.analytics_tables import analytics_tables
 ORACLES: dict[str, Callable[[float, int], analytics.FrequencyOracle]] = {
     "grr": analytics.grr, "oue": analytics.oue, "sue": analytics.sue, "olh": analytics.olh,
     "blh": analytics.blh, "hm": analytics.hm, "hr": analytics.hr, "ss": analytics.ss,
+    "pgr": analytics.pgr, "mss": analytics.mss,
 }
 RunBody = Callable[[cost.Ledger], tuple[dict[str, Any], list[dict[str, Any]]]]
 
