@@ -22,18 +22,19 @@ from rich.console import Console
 
 from lowcomm import analytics, cost, data
 from lowcomm.analytics import aggregate_reports, encode_chunks, report_bits, user_reports
+from lowcomm.analytics.wire import checked_batches
 from lowcomm.cli.analytics_config import FrequencyConfig, RocConfig
 from lowcomm.cli.analytics_plots import plot_frequencies, plot_roc, require_matplotlib
 from lowcomm.cli.config import ConfigError
 from lowcomm.cli.run import environment
-from lowcomm.core import deserialize, numpy_rng, serialize
+from lowcomm.core import Payload, derive_seed, deserialize, numpy_rng, serialize
 from lowcomm.report import RunStore, default_db_path
 from lowcomm.report.analytics_tables import analytics_tables
 
-ORACLES: dict[str, Callable[[float, int], analytics.FrequencyOracle]] = {
+ORACLES: dict[str, Callable[[float, int], Any]] = {
     "grr": analytics.grr, "oue": analytics.oue, "sue": analytics.sue, "olh": analytics.olh,
     "blh": analytics.blh, "hm": analytics.hm, "hr": analytics.hr, "ss": analytics.ss,
-    "pgr": analytics.pgr, "mss": analytics.mss,
+    "pgr": analytics.pgr, "mss": analytics.mss, "rappor": analytics.rappor,
 }
 RunBody = Callable[[cost.Ledger], tuple[dict[str, Any], list[dict[str, Any]]]]
 
@@ -90,11 +91,41 @@ def item_stream(c: FrequencyConfig) -> data.ItemStream:
         raise ConfigError(f"data={c.data}: {err}") from None
 
 
-def build_oracle(c: FrequencyConfig) -> analytics.FrequencyOracle:
+def build_oracle(c: FrequencyConfig):
     try:
         return ORACLES[c.oracle](c.epsilon, c.k)
     except ValueError as err:
         raise ConfigError(f"oracle={c.oracle}: {err}") from None
+
+
+def client_reports(c: FrequencyConfig, oracle, values: Iterator[np.ndarray]
+                   ) -> Iterator[Payload]:
+    """Each chunk of users' reports, chunk i from `numpy_rng(seed, client=i, ...)`. RAPPOR's
+    users also need ids (their index in the stream: cohort and memoized B' derive from them)
+    and the permanent secret, here `derive_seed(seed, purpose="analytics-rappor-prr")`."""
+    if not isinstance(oracle, analytics.RapporOracle):
+        yield from encode_chunks(oracle, values, seed=c.seed, purpose="analytics-frequency")
+        return
+    prr_seed = derive_seed(c.seed, purpose="analytics-rappor-prr")
+    first_user = 0
+    for index, chunk in enumerate(values):
+        users = np.arange(first_user, first_user + chunk.size)
+        first_user += chunk.size
+        yield oracle.encode(chunk, numpy_rng(c.seed, client=index,
+                                             purpose="analytics-frequency/rappor"),
+                            users=users, prr_seed=prr_seed)
+
+
+def server_estimate(oracle, stream: Iterator[bytes]) -> tuple[np.ndarray, int, dict[str, int]]:
+    """(estimated frequencies [k], accepted reports, rejected ones by reason) from the bytes
+    users sent: the unbiased estimate of a `FrequencyOracle`, RAPPOR's own decoding (Lasso,
+    then least squares: not unbiased, no closed-form variance)."""
+    if isinstance(oracle, analytics.RapporOracle):
+        rejected: dict[str, int] = {}
+        tally = oracle.aggregate(checked_batches(oracle, stream, rejected))
+        return oracle.decode(tally).frequencies, int(tally.cohort_n.sum()), rejected
+    tally = aggregate_reports(oracle, stream)
+    return oracle.estimate(tally.counts, tally.n), tally.n, dict(tally.rejected)
 
 
 def frequency_command(c: FrequencyConfig, console: Console) -> int:
@@ -117,8 +148,7 @@ def frequency_command(c: FrequencyConfig, console: Console) -> int:
 
         def sent() -> Iterator[bytes]:  # every user's serialized report, as it leaves the device
             user = 0
-            for reports in encode_chunks(oracle, values(), seed=c.seed,
-                                         purpose="analytics-frequency"):
+            for reports in client_reports(c, oracle, values()):
                 if not first:
                     first.append(reports)  # one user's report is measured by report_bits
                 for message in user_reports(reports):
@@ -127,11 +157,13 @@ def frequency_command(c: FrequencyConfig, console: Console) -> int:
                     user += 1
                     yield message
 
-        tally = aggregate_reports(oracle, sent())
+        f_hat, accepted, rejected = server_estimate(oracle, sent())
         seconds = time.perf_counter() - started
-        summary = _frequency_summary(c, oracle, stream, tally, truth, first[0], ledger, seconds)
-        rounds = [{"round": 1, "users": summary["users"], "accepted": tally.n,
-                   "rejected": tally.n_rejected, "bytes_up": summary["measured"]["bytes_up"]}]
+        summary = _frequency_summary(c, oracle, stream, (f_hat, accepted, rejected), truth,
+                                     first[0], ledger, seconds)
+        rounds = [{"round": 1, "users": summary["users"], "accepted": accepted,
+                   "rejected": sum(rejected.values()),
+                   "bytes_up": summary["measured"]["bytes_up"]}]
         return summary, rounds
 
     summary = record_run("analytics frequency", c, console, body)
@@ -141,32 +173,38 @@ def frequency_command(c: FrequencyConfig, console: Console) -> int:
     return 0
 
 
-def _frequency_summary(c: FrequencyConfig, oracle: analytics.FrequencyOracle,
-                       stream: data.ItemStream, tally: analytics.Tally, truth: np.ndarray,
-                       sample, ledger: cost.Ledger, seconds: float) -> dict[str, Any]:
+def _frequency_summary(c: FrequencyConfig, oracle, stream: data.ItemStream, result,
+                       truth: np.ndarray, sample: Payload, ledger: cost.Ledger,
+                       seconds: float) -> dict[str, Any]:
+    f_hat, accepted, rejected = result
     users = int(truth.sum())
     f_true = truth / users
-    f_hat = oracle.estimate(tally.counts, tally.n)
-    variance = oracle.variance(tally.n, f_true)  # [k]
-    mse, theory = float(np.mean((f_hat - f_true) ** 2)), float(np.mean(variance))
+    pure = isinstance(oracle, analytics.FrequencyOracle)
+    variance = oracle.variance(accepted, f_true) if pure else None  # [k]; RAPPOR: none
+    mse = float(np.mean((f_hat - f_true) ** 2))
+    theory = None if variance is None else float(np.mean(variance))
     top = min(c.top, oracle.k)
     true_top = np.lexsort((np.arange(oracle.k), -truth))[:top]
     estimated_top = np.argsort(-f_hat, kind="stable")[:top]
     labels = stream.labels if stream.labels is not None else np.arange(oracle.k)
     totals = ledger.totals()
     bits = report_bits(oracle, sample)
+    params = {"name": oracle.name, "epsilon": oracle.epsilon, "k": oracle.k}
+    params.update({"p_star": oracle.p_star, "q_star": oracle.q_star, "g": oracle.g} if pure
+                  else {"epsilon_one": oracle.epsilon_one, "num_bits": oracle.num_bits,
+                        "num_hashes": oracle.num_hashes, "cohorts": oracle.cohorts,
+                        "estimator": "decode (Lasso, then least squares)"})
     return {
-        "kind": "analytics/frequency",
-        "oracle": {"name": oracle.name, "epsilon": oracle.epsilon, "k": oracle.k,
-                   "p_star": oracle.p_star, "q_star": oracle.q_star, "g": oracle.g},
-        "data": stream.describe(),
-        "rounds": 1, "users": users, "accepted": tally.n, "rejected": dict(tally.rejected),
+        "kind": "analytics/frequency", "oracle": params, "data": stream.describe(),
+        "rounds": 1, "users": users, "accepted": accepted, "rejected": rejected,
         "top_items": [{"item": int(v), "label": "other" if labels[v] < 0 else int(labels[v]),
                        "true": float(f_true[v]), "estimate": float(f_hat[v]),
-                       "sd": float(math.sqrt(variance[v]))} for v in true_top],
+                       "sd": None if variance is None else float(math.sqrt(variance[v]))}
+                      for v in true_top],
         "top_overlap": len(set(true_top.tolist()) & set(estimated_top.tolist())) / top,
         "estimates": f_hat.tolist(), "true_frequencies": f_true.tolist(),
-        "mse": mse, "theory_mse": theory, "mse_over_theory": mse / theory,
+        "mse": mse, "theory_mse": theory,
+        "mse_over_theory": None if theory is None else mse / theory,
         "ratio_standard_error": math.sqrt(2 / oracle.k),
         "bits": {"analytic": bits.analytic_bits, "data": bits.data_bits,
                  "wire": bits.wire_bits, "wire_measured": 8 * totals.bytes_up / users},

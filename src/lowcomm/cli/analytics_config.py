@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from lowcomm.cli.config import ConfigError, _opt
 
-ORACLES = ("grr", "oue", "sue", "olh", "blh", "hm", "hr", "ss", "pgr", "mss")
+ORACLES = ("grr", "oue", "sue", "olh", "blh", "hm", "hr", "ss", "pgr", "mss", "rappor")
 SYNTHETIC = ("zipf", "spike")
 BASKETS = ("retail", "kosarak")
 ROC_MODES = ("exact", "ddp", "ldp")

@@ -34,18 +34,20 @@ def plot_frequencies(summary: dict[str, Any], path: str) -> None:
     truth = np.asarray(summary["true_frequencies"])
     estimate = np.asarray(summary["estimates"])
     order = np.lexsort((np.arange(truth.size), -truth))[:PLOTTED_ITEMS]
-    sd = summary["theory_mse"] ** 0.5  # the mean-variance sd, one band for all items
+    sd = (summary["theory_mse"] or summary["mse"]) ** 0.5  # one band for all items
     o = summary["oracle"]
     fig, ax = plt.subplots(figsize=(8, 4.5))
     ranks = np.arange(1, order.size + 1)
+    band = "theory" if summary["theory_mse"] else "measured MSE"
     ax.fill_between(ranks, truth[order] - 2 * sd, truth[order] + 2 * sd, alpha=0.2,
-                    label="true ± 2 sd (theory, mean over items)")
+                    label=f"true ± 2 sd ({band}, mean over items)")
     ax.plot(ranks, truth[order], color="black", label="true frequency")
-    ax.plot(ranks, estimate[order], "o", markersize=3, label=f"{o['name']} estimate (unbiased)")
+    ax.plot(ranks, estimate[order], "o", markersize=3,
+            label=f"{o['name']} estimate ({o.get('estimator', 'unbiased')})")
     ax.set_xlabel("item rank by true frequency")
     ax.set_ylabel("normalised frequency")
     ax.set_title(f"{o['name']}, ε = {o['epsilon']:g}, k = {o['k']}, n = {summary['users']:,} "
-                 f"({summary['data']['name']}); MSE/theory {summary['mse_over_theory']:.2f}")
+                 f"({summary['data']['name']}); MSE {summary['mse']:.3g}")
     ax.legend()
     fig.tight_layout()
     _save(fig, path)

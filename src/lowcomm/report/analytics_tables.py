@@ -44,14 +44,15 @@ def _cost_rows(summary: dict[str, Any], unit: str) -> list[tuple[str, str, str]]
 def top_items_table(summary: dict[str, Any]) -> Table:
     """True against estimated frequencies of the most frequent items (by true frequency)."""
     oracle = summary["oracle"]
+    how = oracle.get("estimator", "unbiased, not clipped")
     table = Table(title=f"top {len(summary['top_items'])} items: true vs {oracle['name']} "
-                        f"estimate (unbiased, not clipped)", header_style="bold")
+                        f"estimate ({how})", header_style="bold")
     for column in ("rank", "item", "true f", "estimate", "error", "sd (theory)"):
         table.add_column(column, justify="right")
     for rank, row in enumerate(summary["top_items"], start=1):
         table.add_row(str(rank), str(row["label"]), f"{row['true']:.5f}",
                       f"{row['estimate']:.5f}", f"{row['estimate'] - row['true']:+.5f}",
-                      f"{row['sd']:.5f}")
+                      "-" if row["sd"] is None else f"{row['sd']:.5f}")
     return table
 
 
@@ -66,10 +67,12 @@ def frequency_table(summary: dict[str, Any]) -> Table:
          "rejected: " + (", ".join(f"{r} {n:,}" for r, n in rejected.items()) or "none")
          + " (each report parsed from its bytes and checked)"),
         ("MSE", f"{summary['mse']:.4g}", "measured: mean over the k items of (f_hat - f)^2"),
-        ("MSE (theory)", f"{summary['theory_mse']:.4g}",
-         "the closed-form variance of f_hat, mean over the k items"),
-        ("MSE / theory", f"{summary['mse_over_theory']:.3f}",
-         f"one run: standard error about sqrt(2/k) = {summary['ratio_standard_error']:.3f}"),
+        *(() if summary["theory_mse"] is None else (
+            ("MSE (theory)", f"{summary['theory_mse']:.4g}",
+             "the closed-form variance of f_hat, mean over the k items"),
+            ("MSE / theory", f"{summary['mse_over_theory']:.3f}",
+             f"one run: standard error about sqrt(2/k) = "
+             f"{summary['ratio_standard_error']:.3f}"))),
         (f"top-{len(summary['top_items'])} overlap", f"{summary['top_overlap']:.0%}",
          "true top items among the estimated top items"),
         ("bits per user", f"{summary['bits']['wire_measured']:,.0f}",
