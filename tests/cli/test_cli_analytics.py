@@ -217,3 +217,46 @@ def test_yaml_config_and_an_interrupted_run_keeps_its_ledger(tmp_path, db, monke
     assert main(["analytics", "frequency", "--config", str(config), "--db", db]) == 130
     record = _export(db, capsys, 2)
     assert record["status"] == "interrupted" and len(record["events"]) == 100
+
+
+HH = ["analytics", "heavy-hitters", "--users", "4000", "--zipf-items", "60", "--bits", "10",
+      "--top", "5", "--epsilon", "4", "--parties", "3"]
+
+
+@pytest.mark.parametrize("method", ["taps", "per-party-pem", "pem"])
+def test_heavy_hitters_store_one_report_event_per_user(method, db, capsys):
+    assert main([*HH, "--method", method, "--db", db]) == 0
+    out = capsys.readouterr().out
+    assert "F1" in out and "NCR" in out and "bits up per user" in out
+    record = _export(db, capsys)
+    summary, events = record["summary"], record["events"]
+    assert summary["kind"] == "analytics/heavy-hitters" and summary["method"] == method
+    assert len(events) == summary["users"] == 4000
+    assert len({e["src"] for e in events}) == 4000  # every user reports exactly once
+    assert all(e["channel"] == f"{method}/report" and e["codec"] == "olh" for e in events)
+    # the ledger's bytes are the users' serialized reports: the library measures the same
+    assert summary["bits_per_user"]["wire_measured"] == summary["bits_per_user"]["library_wire"]
+    # one ledger round per group that answered: each level once (pem) or once per party
+    groups = {e["round"] for e in events}
+    assert groups == set(range(1, len(summary["levels"]) * (1 if method == "pem" else 3) + 1))
+    assert 0 <= summary["f1"] <= 1 and len(summary["found"]) <= 5
+    assert summary["f1"] >= 0.6  # 4,000 Zipf users, eps = 4: the heavy items are clear
+
+
+def test_heavy_hitters_on_basket_ids_and_their_mistakes(tmp_path, db, capsys):
+    data_dir = _baskets(tmp_path, text="500 9 9\n9 200\n200 9 1000\n1000\n3 500\n")
+    assert main(["analytics", "heavy-hitters", "--data", "retail", "--data-dir", data_dir,
+                 "--bits", "10", "--top", "2", "--method", "pem", "--db", db]) == 0
+    summary = _export(db, capsys)["summary"]
+    assert summary["users"] == 200
+    assert {row["item"] for row in summary["truth"]} <= {9, 200, 500, 1000}
+    assert main(["analytics", "heavy-hitters", "--data", "retail", "--data-dir", data_dir,
+                 "--bits", "9", "--db", db]) == 2
+    assert "bits=9 is too few: data=retail has item id 1000" in capsys.readouterr().err
+    for args, message in ((["--epsilon", "0"], "epsilon must be > 0; got 0.0"),
+                          (["--method", "sfp"], "method must be one of taps, per-party-pem"),
+                          (["--oracle", "rappor"], "oracle must be one of"),
+                          (["--zipf-items", "2000"], "zipf_items must be in [2, 2^bits = 1024]")):
+        assert main([*HH, *args, "--db", db]) == 2
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1

@@ -26,9 +26,9 @@ from lowcomm.analytics.wire import checked_batches
 from lowcomm.cli.analytics_config import FrequencyConfig, RocConfig
 from lowcomm.cli.analytics_plots import plot_frequencies, plot_roc, require_matplotlib
 from lowcomm.cli.config import ConfigError
+from lowcomm.cli.records import recording
 from lowcomm.cli.run import environment
 from lowcomm.core import Payload, derive_seed, deserialize, numpy_rng, serialize
-from lowcomm.report import RunStore, default_db_path
 from lowcomm.report.analytics_tables import analytics_tables
 
 ORACLES: dict[str, Callable[[float, int], Any]] = {
@@ -40,35 +40,22 @@ RunBody = Callable[[cost.Ledger], tuple[dict[str, Any], list[dict[str, Any]]]]
 
 
 def record_run(command: str, c: Any, console: Console, body: RunBody) -> dict[str, Any]:
-    """Run `body(ledger) -> (summary, rounds)`, print its tables and store the record (unless
-    `c.no_store`); a failed or interrupted run keeps its ledger, as `lowcomm run` does."""
-    store = None if c.no_store else RunStore(c.db or default_db_path())
-    run_id = None if store is None else store.start(
-        name=c.name, config={"command": command, **dataclasses.asdict(c)},
-        environment=environment())
-    ledger = cost.Ledger()
-    try:
-        summary, rounds = body(ledger)
-    except BaseException as err:
-        if store is not None:
-            status = "interrupted" if isinstance(err, KeyboardInterrupt) else "failed"
-            store.finish(run_id, status=status, events=ledger.to_rows(),
-                         error=f"{type(err).__name__}: {err}")
-            store.close()
-        raise
-    for table in analytics_tables(summary):
-        console.print(table)
-    if store is not None:
+    """Run `body(ledger) -> (summary, rounds)` inside the shared recording (`cli.records`: a
+    failed or interrupted run keeps its ledger), print its tables and finish the record."""
+    with recording(db=c.db, no_store=c.no_store, name=c.name,
+                   config={"command": command, **dataclasses.asdict(c)},
+                   environment=environment(), console=console, what="reports") as rec:
+        summary, rounds = body(rec.ledger)
+        for table in analytics_tables(summary):
+            console.print(table)
         for row in rounds:
-            store.add_round(run_id, row)
-        store.finish(run_id, status="done", summary=summary, events=ledger.to_rows())
-        console.print(f"stored as run {run_id} in {store.path} "
-                      f"(`lowcomm show {run_id}`, `lowcomm export {run_id}`)")
-        store.close()
+            rec.add_round(row)
+        rec.finish(summary, console)
     return summary
 
 
-def _costs(ledger: cost.Ledger) -> dict[str, Any]:
+def modeled_costs(ledger: cost.Ledger) -> dict[str, Any]:
+    """The ledger priced by the default declared models (labelled modeled)."""
     return cost.price(ledger, network=cost.default_network(), device=cost.DeviceModel(),
                       money=cost.MoneyModel(), carbon=cost.CarbonModel()).as_dict()
 
@@ -209,7 +196,7 @@ def _frequency_summary(c: FrequencyConfig, oracle, stream: data.ItemStream, resu
         "bits": {"analytic": bits.analytic_bits, "data": bits.data_bits,
                  "wire": bits.wire_bits, "wire_measured": 8 * totals.bytes_up / users},
         "measured": {**totals.as_dict(), "simulator_seconds": seconds},
-        "modeled": _costs(ledger),
+        "modeled": modeled_costs(ledger),
     }
 
 
@@ -273,7 +260,7 @@ def roc_command(c: RocConfig, console: Console) -> int:
             "bits": {"analytic": roc.analytic_report_bits(c.height),
                      "wire_measured": 8 * totals.bytes_up / c.clients},
             "measured": {**totals.as_dict(), "simulator_seconds": time.perf_counter() - started},
-            "modeled": _costs(ledger),
+            "modeled": modeled_costs(ledger),
         }
         rounds = [{"round": 1, "clients": c.clients, "bytes_up": totals.bytes_up}]
         return summary, rounds

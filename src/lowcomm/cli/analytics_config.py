@@ -16,6 +16,9 @@ ORACLES = ("grr", "oue", "sue", "olh", "blh", "hm", "hr", "ss", "pgr", "mss", "r
 SYNTHETIC = ("zipf", "spike")
 BASKETS = ("retail", "kosarak")
 ROC_MODES = ("exact", "ddp", "ldp")
+HEAVY_METHODS = ("taps", "per-party-pem", "pem")
+LEVEL_ORACLES = tuple(o for o in ORACLES if o not in ("mss", "rappor"))  # small domains per level
+PARTY_SPLITS = ("contiguous", "iid", "dirichlet")
 
 
 @dataclass(frozen=True)
@@ -79,6 +82,42 @@ class RocConfig:
     no_store: bool = _opt(False, "do not store a run record", section="output")
 
 
+@dataclass(frozen=True)
+class HeavyHittersConfig:
+    # data
+    data: str = _opt("zipf", "users' items: zipf (--users of them, --zipf-items distinct Zipf "
+                     "ranks spread over random --bits-bit ids) or the real market baskets "
+                     "retail, kosarak (one seeded item per basket, original ids)",
+                     choices=("zipf", *BASKETS), section="data")
+    users: int = _opt(50_000, "number of users for data=zipf", section="data")
+    zipf_items: int = _opt(1000, "distinct items of data=zipf", section="data")
+    zipf_s: float = _opt(1.1, "Zipf exponent s: Pr[rank i] ~ (i+1)^-s", section="data")
+    bits: int = _opt(15, "bits of an item id (the baskets' ids are below 2^15)", section="data")
+    data_dir: str | None = _opt(None, "folder with itemsets/ (default: $LOWCOMM_DATA)",
+                                section="data")
+    parties: int = _opt(4, "parties holding the users (taps, per-party-pem)", section="data")
+    split: str = _opt("iid", "how users are divided into parties", choices=PARTY_SPLITS,
+                      section="data")
+    alpha: float = _opt(0.5, "Dirichlet concentration for split=dirichlet", section="data")
+    # mechanism and privacy
+    method: str = _opt("taps", "taps (TAPS across parties), per-party-pem (the baseline: PEM in "
+                       "each party, merged), pem (PEM over all users pooled)",
+                       choices=HEAVY_METHODS, section="privacy")
+    top: int = _opt(10, "how many heavy hitters to find (the k of top-k)", section="privacy")
+    epsilon: float = _opt(4.0, "local privacy level epsilon > 0 of each user's one report",
+                          section="privacy")
+    oracle: str = _opt("olh", "frequency oracle of every level", choices=LEVEL_ORACLES,
+                       section="privacy")
+    step_bits: int = _opt(3, "bits a prefix grows per level", section="privacy")
+    seed: int = _opt(0, "seed of every random stream (data, split, groups, perturbation)",
+                     section="privacy")
+    # output
+    name: str | None = _opt(None, "a name for the run record", section="output")
+    db: str | None = _opt(None, "SQLite file for run records (default: the user's data home)",
+                          section="output")
+    no_store: bool = _opt(False, "do not store a run record", section="output")
+
+
 def _need(ok: bool, message: str) -> None:
     if not ok:
         raise ConfigError(message)
@@ -98,3 +137,16 @@ def check_roc(c: RocConfig) -> None:
     _need(c.epsilon > 0, f"epsilon must be > 0; got {c.epsilon}")
     _need(1 <= c.height <= 20, f"height must be in 1..20; got {c.height}")
     _need(c.clients >= 1, f"clients must be >= 1; got {c.clients}")
+
+
+def check_heavy_hitters(c: HeavyHittersConfig) -> None:
+    _need(c.epsilon > 0, f"epsilon must be > 0; got {c.epsilon}")
+    _need(1 <= c.bits <= 62, f"bits must be in 1..62; got {c.bits}")
+    _need(c.top >= 1, f"top must be >= 1; got {c.top}")
+    _need(c.users >= 1, f"users must be >= 1; got {c.users}")
+    _need(c.data != "zipf" or 2 <= c.zipf_items <= 1 << c.bits,
+          f"zipf_items must be in [2, 2^bits = {1 << c.bits}]; got {c.zipf_items}")
+    _need(c.zipf_s >= 0, f"zipf_s must be >= 0; got {c.zipf_s}")
+    _need(c.parties >= 1, f"parties must be >= 1; got {c.parties}")
+    _need(c.alpha > 0, f"alpha must be > 0; got {c.alpha}")
+    _need(c.step_bits >= 1, f"step_bits must be >= 1; got {c.step_bits}")

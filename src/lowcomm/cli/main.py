@@ -130,11 +130,12 @@ examples:
   lowcomm analytics frequency --oracle olh --epsilon 2 --users 50000
   lowcomm analytics frequency --data retail --data-dir ../shared/data --oracle hr --plot f.png
   lowcomm analytics roc --mode ldp --epsilon 3 --height 3
+  lowcomm analytics heavy-hitters --method taps --parties 4 --split dirichlet --epsilon 4
 """
 
 
 def _add_analytics_parser(subparsers) -> None:
-    from lowcomm.cli.analytics_config import FrequencyConfig, RocConfig
+    from lowcomm.cli.analytics_config import FrequencyConfig, HeavyHittersConfig, RocConfig
 
     parser = subparsers.add_parser(
         "analytics", help="private federated analytics: frequency oracles, ROC/PR curves",
@@ -147,7 +148,9 @@ def _add_analytics_parser(subparsers) -> None:
             ("frequency", FrequencyConfig, "estimate item frequencies with a local-DP frequency "
              "oracle on synthetic or real market-basket data"),
             ("roc", RocConfig, "federated ROC and PR curves of a classifier on scikit-learn's "
-             "breast-cancer data")):
+             "breast-cancer data"),
+            ("heavy-hitters", HeavyHittersConfig, "find the top-k items across parties with "
+             "TAPS, the per-party PEM baseline or pooled PEM")):
         sub = commands.add_parser(name, help=help_text, description=help_text[0].upper()
                                   + help_text[1:] + ". Options can also come from a YAML file "
                                   "(--config); flags win.")
@@ -156,18 +159,17 @@ def _add_analytics_parser(subparsers) -> None:
 
 
 def _analytics(args: argparse.Namespace, console: Console) -> int:
-    from lowcomm.cli import analytics  # imports numpy, torch, scikit-learn: keep --help fast
-    from lowcomm.cli.analytics_config import (
-        FrequencyConfig,
-        RocConfig,
-        check_frequency,
-        check_roc,
-    )
+    from lowcomm.cli import analytics, analytics_heavy  # numpy, torch, scikit-learn: keep --help
+    from lowcomm.cli import analytics_config as ac  # fast
 
     values = load_yaml(args.config) if args.config else {}
     flags = {k: v for k, v in vars(args).items() if k not in ("command", "config", "analysis")}
-    cls, check, run = {"frequency": (FrequencyConfig, check_frequency, analytics.frequency_command),
-                       "roc": (RocConfig, check_roc, analytics.roc_command)}[args.analysis]
+    cls, check, run = {
+        "frequency": (ac.FrequencyConfig, ac.check_frequency, analytics.frequency_command),
+        "roc": (ac.RocConfig, ac.check_roc, analytics.roc_command),
+        "heavy-hitters": (ac.HeavyHittersConfig, ac.check_heavy_hitters,
+                          analytics_heavy.heavy_hitters_command),
+    }[args.analysis]
     config = build_config({**values, **flags}, schema=cls, check=check,
                           command=f"analytics {args.analysis}")
     return run(config, console)

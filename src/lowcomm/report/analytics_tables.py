@@ -24,8 +24,8 @@ def _cost_rows(summary: dict[str, Any], unit: str) -> list[tuple[str, str, str]]
     models = modeled["models"]
     senders = summary.get("users", summary.get("clients"))
     return [
-        ("rounds", str(summary["rounds"]), f"{senders:,} {unit} report once"
-         if summary["rounds"] == 1 else f"{senders:,} {unit}, one report per round"),
+        ("rounds", str(summary["rounds"]), f"{senders:,} {unit}, each reports once"
+         + ("" if summary["rounds"] == 1 else " (sequential rounds of the protocol)")),
         ("bytes up", human_bytes(measured["bytes_up"]),
          f"measured: {measured['bytes_up']:,} serialized bytes, {measured['messages']:,} "
          "messages"),
@@ -115,6 +115,45 @@ def roc_table(summary: dict[str, Any]) -> Table:
     return table
 
 
+def heavy_hitters_tables(summary: dict[str, Any]) -> list[Table]:
+    found = Table(title=f"{summary['method']}: the top {summary['k']} found vs the true top "
+                        f"{summary['k']}", header_style="bold")
+    for column in ("rank", "found item", "estimate", "its true f", "true item", "true f"):
+        found.add_column(column, justify="right")
+    truth = summary["truth"]
+    for rank in range(max(len(summary["found"]), len(truth))):
+        f = summary["found"][rank] if rank < len(summary["found"]) else None
+        t = truth[rank] if rank < len(truth) else None
+        hit = f is not None and any(f["item"] == x["item"] for x in truth)
+        found.add_row(str(rank + 1), "" if f is None else f"{f['item']}{'' if hit else ' *'}",
+                      "" if f is None else f"{f['estimate']:.4f}",
+                      "" if f is None else f"{f['true']:.4f}",
+                      "" if t is None else str(t["item"]), "" if t is None else f"{t['true']:.4f}")
+    table = _quantities(f"lowcomm analytics heavy-hitters: {summary['method']}, epsilon = "
+                        f"{summary['epsilon']:g}, {summary['oracle']} per level")
+    bits = summary["bits_per_user"]
+    rows = [
+        ("users", f"{summary['users']:,}", f"data: {_data_note(summary['data'])}"
+         + (f"; {summary['parties']} parties ({summary['split']})"
+            if summary["parties"] > 1 else "")),
+        ("F1", f"{summary['f1']:.3f}", "found top-k against the true top-k (* = a miss)"),
+        ("NCR", f"{summary['ncr']:.3f}", "rank-weighted recall of the true top-k"),
+        ("levels", str(len(summary["levels"])), "prefix lengths " +
+         ", ".join(map(str, summary["levels"])) + f" of {summary['bits']}-bit ids"),
+        ("bits up per user", f"{bits['wire_measured']:,.1f}",
+         f"measured: 8 x each user's serialized report (data {bits['data']:,.1f}, paper "
+         f"{bits['analytic']:,.1f})"),
+        ("bits down per user", f"{bits['down']:,.1f}",
+         "measured: the serialized candidate list a user receives (not in the ledger)"),
+        ("bits between parties", f"{summary['party_bits']:,}",
+         "measured: serialized messages of the parties' aggregators (not in the ledger)"),
+        *_cost_rows(summary, "users"),
+    ]
+    for row in rows:
+        table.add_row(*row)
+    return [found, table]
+
+
 def analytics_tables(summary: dict[str, Any]) -> list[Table]:
     """The tables of an analytics record, by its kind."""
     kind = summary.get("kind")
@@ -122,4 +161,6 @@ def analytics_tables(summary: dict[str, Any]) -> list[Table]:
         return [top_items_table(summary), frequency_table(summary)]
     if kind == "analytics/roc":
         return [roc_table(summary)]
+    if kind == "analytics/heavy-hitters":
+        return heavy_hitters_tables(summary)
     raise ValueError(f"not an analytics summary: kind {kind!r}")
