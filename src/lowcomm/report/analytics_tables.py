@@ -72,7 +72,7 @@ def frequency_table(summary: dict[str, Any]) -> Table:
              "the closed-form variance of f_hat, mean over the k items"),
             ("MSE / theory", f"{summary['mse_over_theory']:.3f}",
              f"one run: standard error about sqrt(2/k) = "
-             f"{summary['ratio_standard_error']:.3f}"))),
+             f"{summary['ratio_standard_error']:.3f} if the items' errors are independent"))),
         (f"top-{len(summary['top_items'])} overlap", f"{summary['top_overlap']:.0%}",
          "true top items among the estimated top items"),
         ("bits per user", f"{summary['bits']['wire_measured']:,.0f}",
