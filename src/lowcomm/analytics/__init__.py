@@ -8,7 +8,8 @@ unbiased; `variance` is the closed form; `report_bits` measures one serialized r
 paper's bit count (`mss_bits` gives MSS's three counts). Each oracle declares its report `fields`
 (`ReportField`, `ReportRule`); from them `aggregate_reports` reads reports as bytes from users
 (`user_reports`), rejecting and counting the malformed ones one by one
-(`lowcomm.analytics.wire`).
+(`lowcomm.analytics.wire`; `checked_batches` is the layer under it, for any oracle with declared
+fields, RAPPOR's included); `encode_chunks` encodes users chunk by chunk for streaming.
 
 The exception is full RAPPOR (`rappor`: Bloom filter, cohorts, memoized permanent and
 instantaneous randomized response, regression decoding), which is not a pure protocol and has
@@ -46,7 +47,7 @@ from lowcomm.analytics.rappor_decode import RapporDecoding
 from lowcomm.analytics.subset import ss
 from lowcomm.analytics.taps import taps
 from lowcomm.analytics.unary import oue, sue
-from lowcomm.analytics.wire import aggregate_reports, encode_chunks, user_reports
+from lowcomm.analytics.wire import aggregate_reports, checked_batches, encode_chunks, user_reports
 
 __all__ = [
     "FrequencyOracle",
@@ -65,6 +66,7 @@ __all__ = [
     "aggregate",
     "aggregate_reports",
     "blh",
+    "checked_batches",
     "encode_chunks",
     "f1_score",
     "grr",

@@ -21,8 +21,13 @@ import numpy as np
 from rich.console import Console
 
 from lowcomm import analytics, cost, data
-from lowcomm.analytics import aggregate_reports, encode_chunks, report_bits, user_reports
-from lowcomm.analytics.wire import checked_batches
+from lowcomm.analytics import (
+    aggregate_reports,
+    checked_batches,
+    encode_chunks,
+    report_bits,
+    user_reports,
+)
 from lowcomm.cli.analytics_config import FrequencyConfig, RocConfig
 from lowcomm.cli.analytics_plots import plot_frequencies, plot_roc, require_matplotlib
 from lowcomm.cli.config import ConfigError

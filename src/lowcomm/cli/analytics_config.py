@@ -22,7 +22,17 @@ PARTY_SPLITS = ("contiguous", "iid", "dirichlet")
 
 
 @dataclass(frozen=True)
-class FrequencyConfig:
+class Recorded:
+    """The run-record options every analytics command shares (listed first in the config)."""
+
+    name: str | None = _opt(None, "a name for the run record", section="output")
+    db: str | None = _opt(None, "SQLite file for run records (default: the user's data home)",
+                          section="output")
+    no_store: bool = _opt(False, "do not store a run record", section="output")
+
+
+@dataclass(frozen=True)
+class FrequencyConfig(Recorded):
     # data
     data: str = _opt("zipf", "users' items: zipf, spike (synthetic, --users of them) or the "
                      "real market baskets retail, kosarak (one seeded item per basket, from the "
@@ -49,14 +59,10 @@ class FrequencyConfig:
                     section="output")
     plot: str | None = _opt(None, "write a plot of true and estimated frequencies to this "
                             "file (needs matplotlib)", section="output")
-    name: str | None = _opt(None, "a name for the run record", section="output")
-    db: str | None = _opt(None, "SQLite file for run records (default: the user's data home)",
-                          section="output")
-    no_store: bool = _opt(False, "do not store a run record", section="output")
 
 
 @dataclass(frozen=True)
-class RocConfig:
+class RocConfig(Recorded):
     # data
     data: str = _opt("breast_cancer", "labelled examples scored by a logistic regression "
                      "trained on them: scikit-learn's bundled breast-cancer data (569)",
@@ -76,14 +82,10 @@ class RocConfig:
     # output
     plot: str | None = _opt(None, "write the exact and private ROC and PR curves to this file "
                             "(needs matplotlib)", section="output")
-    name: str | None = _opt(None, "a name for the run record", section="output")
-    db: str | None = _opt(None, "SQLite file for run records (default: the user's data home)",
-                          section="output")
-    no_store: bool = _opt(False, "do not store a run record", section="output")
 
 
 @dataclass(frozen=True)
-class HeavyHittersConfig:
+class HeavyHittersConfig(Recorded):
     # data
     data: str = _opt("zipf", "users' items: zipf (--users of them, --zipf-items distinct Zipf "
                      "ranks spread over random --bits-bit ids) or the real market baskets "
@@ -111,11 +113,6 @@ class HeavyHittersConfig:
     step_bits: int = _opt(3, "bits a prefix grows per level", section="privacy")
     seed: int = _opt(0, "seed of every random stream (data, split, groups, perturbation)",
                      section="privacy")
-    # output
-    name: str | None = _opt(None, "a name for the run record", section="output")
-    db: str | None = _opt(None, "SQLite file for run records (default: the user's data home)",
-                          section="output")
-    no_store: bool = _opt(False, "do not store a run record", section="output")
 
 
 def _need(ok: bool, message: str) -> None:
