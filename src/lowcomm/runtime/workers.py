@@ -12,6 +12,7 @@ held-out set and hashed. The same seed gives identical parameters and an identic
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -21,28 +22,27 @@ from typing import Any
 import torch
 
 from lowcomm.algorithms.replicated import (
-    AllGather,
     AllReduce,
     Broadcast,
-    Exchange,
     Received,
     ReplicatedAlgorithm,
-    StepContext,
     param_hash,
 )
-from lowcomm.core import torch_generator
 from lowcomm.cost.flops import FlopCounter
-from lowcomm.cost.ledger import ComputeEvent, Ledger, worker_name
+from lowcomm.cost.ledger import Ledger
 from lowcomm.models import ModelFn
-from lowcomm.runtime.collectives import (
-    PeerTransport,
-    WireTap,
-    pair_exchange,
-    ring_allgather,
-    ring_allreduce_mean,
-    tree_broadcast,
+from lowcomm.runtime.collectives import PeerTransport, WireTap, run_lockstep
+from lowcomm.runtime.evaluate import Evaluation, evaluate
+from lowcomm.runtime.replicas import (
+    Inbox,
+    Planned,
+    batch_generator,
+    compute_events,
+    local_result,
+    plan,
+    program,
+    step_context,
 )
-from lowcomm.runtime.evaluate import evaluate
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 
@@ -107,39 +107,41 @@ def train_workers(algorithm: ReplicatedAlgorithm, data: WorkerData, model: Model
         raise ValueError(f"ledger must start empty; it holds {len(ledger)} events")
     transport = PeerTransport(ledger, tap=tap)
     states = [algorithm.init(params, w, p) for w in range(p)]
-    inbox: dict[int, list[tuple[int, Received]]] = defaultdict(list)  # step -> deliveries
-
-    def context(t: int, w: int) -> StepContext:
-        return StepContext(t, w, p, seed, torch_generator(seed, round=t, client=w,
-                                                          purpose="worker-step"))
+    inbox = Inbox()
 
     def deliver(t: int, ctx_step: int) -> None:
-        for w, received in inbox.pop(t, ()):
-            states[w] = algorithm.receive(states[w], received, context(ctx_step, w))
+        for w, received in inbox.take(t):
+            states[w] = algorithm.receive(states[w], received, step_context(seed, ctx_step, w, p))
 
     initial = evaluate(model, algorithm.model(states[0]), data.val_x, data.val_y)
     records: list[StepRecord] = []
-    window = _Window(len(ledger))
+    window = Window()
     for t in range(1, settings.steps + 1):
         deliver(t, t)
         posts = {}
         for w in range(p):
-            batch = data.sample(w, torch_generator(seed, round=t, client=w, purpose="batch"))
-            out = algorithm.step(states[w], batch, context(t, w))
+            out = algorithm.step(states[w], data.sample(w, batch_generator(seed, t, w)),
+                                 step_context(seed, t, w, p))
             states[w] = out.state
-            _record_compute(ledger, flops, data.input_shape, t, w, out)
+            ledger.extend(compute_events(flops, data.input_shape, t, w, out))
             posts[w] = out.posts
             window.losses.append(out.loss)
         for ready, w, received in resolve(transport, posts, t, seed):
-            inbox[ready].append((w, received))
+            inbox.put(ready, w, received)
         deliver(t + 1, t + 1)  # due before step t+1: nothing happens in between, so apply now
         if on_step is not None:
             on_step(t)
         if t % settings.eval_every == 0 or t == settings.steps:
             if t == settings.steps:
-                for pending in sorted(inbox):  # the run waits for what is still in flight
+                for pending in inbox.pending():  # the run waits for what is still in flight
                     deliver(pending, settings.steps + 1)
-            record = window.close(t, ledger, model, data, [algorithm.model(s) for s in states])
+            served = [algorithm.model(s) for s in states]
+            totals = ledger.totals(start=window.start_event)
+            record = window.close(t, losses=window.losses, bytes_sent=totals.bytes_total,
+                                  flops=totals.flops,
+                                  evaluation=evaluate(model, served[0], data.val_x, data.val_y),
+                                  hashes=[param_hash(m) for m in served], served=served.copy)
+            window = Window(len(ledger))
             records.append(record)
             if on_record is not None:
                 on_record(record)
@@ -147,62 +149,51 @@ def train_workers(algorithm: ReplicatedAlgorithm, data: WorkerData, model: Model
                           tuple(records), initial.loss)
 
 
-class _Window:
-    """What accumulates between two records."""
+class Window:
+    """What accumulates between two records: the ledger position, the wall-clock start and the
+    minibatch losses in (step, worker) order."""
 
-    def __init__(self, start_event: int) -> None:
+    def __init__(self, start_event: int = 0) -> None:
         self.start_event = start_event
         self.started = time.perf_counter()
         self.losses: list[float] = []
 
-    def close(self, t: int, ledger: Ledger, model: ModelFn, data: WorkerData,
-              served: list[torch.Tensor]) -> StepRecord:
-        totals = ledger.totals(start=self.start_event)
-        result = evaluate(model, served[0], data.val_x, data.val_y)
-        identical = len({param_hash(m) for m in served}) == 1
-        spread = max(float(torch.linalg.vector_norm(m - served[0])) for m in served)
-        record = StepRecord(t, sum(self.losses) / len(self.losses), result.loss,
-                            result.accuracy, identical, spread, totals.bytes_total,
-                            totals.flops, time.perf_counter() - self.started)
-        self.__init__(len(ledger))
-        return record
-
-
-def _record_compute(ledger: Ledger, flops: FlopCounter, input_shape: tuple[int, ...], t: int,
-                    w: int, out) -> None:
-    name = worker_name(w)
-    train = sum(n * flops.step((size, *input_shape)) for size, n in out.steps.items())
-    forward = sum(n * flops.step((size, *input_shape), kind="eval")
-                  for size, n in out.forward_steps.items())
-    if train or not (forward or out.extra_flops):
-        ledger.record(ComputeEvent(t, name, train, "train"))
-    if forward:
-        ledger.record(ComputeEvent(t, name, forward, "forward"))
-    for kind, amount in sorted(out.extra_flops.items()):
-        ledger.record(ComputeEvent(t, name, int(amount), kind))
-
-
-def _channel(post, group: tuple[int, ...], workers: int) -> str:
-    """The ledger channel: the post's channel, tagged with its group when it is not everyone."""
-    if len(group) == workers:
-        return post.channel
-    return f"{post.channel}@{'-'.join(map(str, group))}"
+    def close(self, t: int, *, losses: list[float], bytes_sent: int, flops: int,
+              evaluation: Evaluation, hashes: list[str],
+              served: Callable[[], list[torch.Tensor]]) -> StepRecord:
+        """The record of step t; `served()` (every worker's served model, in worker order) is
+        only called when the hashes differ (identical replicas are 0 apart)."""
+        identical = len(set(hashes)) == 1
+        spread = 0.0
+        if not identical:
+            models = served()
+            spread = max(float(torch.linalg.vector_norm(m - models[0])) for m in models)
+        return StepRecord(t, sum(losses) / len(losses), evaluation.loss, evaluation.accuracy,
+                          identical, spread, bytes_sent, flops,
+                          time.perf_counter() - self.started)
 
 
 def resolve(transport: PeerTransport, posts: dict[int, tuple], t: int, seed: int
             ) -> list[tuple[int, int, Received]]:
-    """Run the collectives the workers posted at step t; (ready step, worker, result) each."""
+    """Run the collectives the workers posted at step t; (ready step, worker, result) each.
+
+    Collectives run in the order they were first posted (worker 0's posts first, then worker
+    1's new ones, ...). On real processes each worker runs its collectives in its own posting
+    order and a collective runs when all its members reach it, so the orders in which the
+    workers post must not contradict each other (they would deadlock); this is checked here."""
     workers = len(posts)
     groups: dict[tuple, dict[int, Any]] = defaultdict(dict)
     for w, worker_posts in posts.items():
         for post in worker_posts:
-            members = _members(post, w, workers)
-            key = (type(post).__name__, post.channel, members)
+            key = plan(post, w, workers, t).key
             if w in groups[key]:
                 raise ValueError(f"worker {w} posted {key[0]} {post.channel!r} twice at step {t}")
             groups[key][w] = post
+    _check_acyclic({w: [plan(post, w, workers, t).key for post in worker_posts]
+                    for w, worker_posts in posts.items()}, t)
     out = []
-    for (kind, channel, members), by_worker in groups.items():
+    for key, by_worker in groups.items():
+        kind, channel, members = key
         missing = sorted(set(members) - set(by_worker))
         if missing:
             raise ValueError(f"step {t}: workers {sorted(by_worker)} posted {kind} {channel!r} "
@@ -210,61 +201,57 @@ def resolve(transport: PeerTransport, posts: dict[int, tuple], t: int, seed: int
         delays = {post.delay_steps for post in by_worker.values()}
         if len(delays) != 1:
             raise ValueError(f"step {t}: {kind} {channel!r} has mixed delay_steps {delays}")
-        ready = t + 1 + delays.pop()
-        name = _channel(next(iter(by_worker.values())), members, workers)
-        for w, value in _run(transport, kind, name, by_worker, members, t, ready, seed).items():
-            out.append((ready, w, Received(channel, t, value)))
+        first = by_worker[members[0]]
+        planned = plan(first, members[0], workers, t)
+        _check_agreement(kind, channel, by_worker, t)
+        for w, value in _run(transport, planned, by_worker, t, seed).items():
+            out.append((planned.ready, w, Received(channel, t, value)))
     return out
 
 
-def _members(post, w: int, workers: int) -> tuple[int, ...]:
-    if isinstance(post, Exchange):
-        if not 0 <= post.peer < workers or post.peer == w:
-            raise ValueError(f"worker {w} cannot exchange with peer {post.peer}")
-        return tuple(sorted((w, post.peer)))
-    if isinstance(post, AllReduce) and post.group is not None:
-        if w not in post.group:
-            raise ValueError(f"worker {w} posted an all-reduce for group {post.group} "
-                             "that does not include it")
-        return tuple(sorted(post.group))
-    return tuple(range(workers))
+def _check_acyclic(keys: dict[int, list[tuple]], t: int) -> None:
+    """Refuse posting orders with a cycle (worker a posts X before Y, b posts Y before X, ...):
+    real processes that each run their collectives in posting order would wait forever."""
+    after: dict[tuple, set[tuple]] = defaultdict(set)
+    for worker_keys in keys.values():
+        shared = [k for k in worker_keys if len(k[2]) > 1]  # a group of one waits for nobody
+        for a, b in itertools.pairwise(shared):
+            after[a].add(b)
+    indegree = defaultdict(int, {k: 0 for ks in keys.values() for k in ks})
+    for successors in after.values():
+        for b in successors:
+            indegree[b] += 1
+    ready = [k for k, n in indegree.items() if n == 0]
+    while ready:
+        for b in after.pop(ready.pop(), ()):
+            indegree[b] -= 1
+            if indegree[b] == 0:
+                ready.append(b)
+    if after:
+        cycle = sorted(f"{k[0]} {k[1]!r}" for k in after)
+        raise ValueError(f"step {t}: the workers post collectives {cycle} in orders that "
+                         "contradict each other; real processes would deadlock")
 
 
-def _run(transport: PeerTransport, kind: str, channel: str, by_worker: dict[int, Any],
-         members: tuple[int, ...], t: int, ready: int, seed: int) -> dict[int, Any]:
-    if len(members) == 1:  # a group of one: nothing crosses a link
-        (w, post), = by_worker.items()
-        local = {AllReduce.__name__: lambda: post.vector.clone(),
-                 AllGather.__name__: lambda: (post.payload,),
-                 Broadcast.__name__: lambda: post.payload}
-        return {w: local[kind]()}
+def _check_agreement(kind: str, channel: str, by_worker: dict[int, Any], t: int) -> None:
     if kind == AllReduce.__name__:
         codecs = {post.codec.name for post in by_worker.values()}
         if len(codecs) != 1:
             raise ValueError(f"step {t}: all-reduce {channel!r} mixes codecs {sorted(codecs)}")
-        codec = by_worker[members[0]].codec
-        mean = ring_allreduce_mean(transport, {w: p.vector for w, p in by_worker.items()},
-                                   codec, round=t, channel=channel, ready_round=ready,
-                                   seed=seed)
-        return {w: mean.clone() for w in members}
-    if kind == AllGather.__name__:
-        gathered = ring_allgather(transport, {w: p.payload for w, p in by_worker.items()},
-                                  round=t, channel=channel, ready_round=ready)
-        return dict.fromkeys(members, gathered)
-    if kind == Exchange.__name__:
-        a, b = members
-        at_a, at_b = pair_exchange(transport, a, by_worker[a].payload, b, by_worker[b].payload,
-                                   round=t, channel=channel, ready_round=ready)
-        return {a: at_a, b: at_b}
     if kind == Broadcast.__name__:
         roots = {post.root for post in by_worker.values()}
         holders = [w for w, post in by_worker.items() if post.payload is not None]
         if len(roots) != 1 or holders != [next(iter(roots))]:
             raise ValueError(f"step {t}: broadcast {channel!r} needs one root holding the "
                              f"payload; roots {sorted(roots)}, holders {holders}")
-        root = holders[0]
-        value = tree_broadcast(transport, by_worker[root].payload, root=root,
-                               participants=members, round=t, channel=channel,
-                               ready_round=ready)
-        return {w: (by_worker[root].payload if w == root else value) for w in members}
-    raise TypeError(f"unknown collective post {kind}")
+
+
+def _run(transport: PeerTransport, planned: Planned, by_worker: dict[int, Any], t: int,
+         seed: int) -> dict[int, Any]:
+    if len(planned.order) == 1:  # a group of one: nothing crosses a link
+        (w, post), = by_worker.items()
+        return {w: local_result(post)}
+    programs = {w: program(post, planned, w, t=t, seed=seed) for w, post in by_worker.items()}
+    return run_lockstep(transport, programs, order=planned.order, kind=planned.kind, round=t,
+                        channel=planned.channel, codec=planned.codec,
+                        ready_round=planned.ready)
