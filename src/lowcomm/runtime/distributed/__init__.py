@@ -1,0 +1,37 @@
+"""The torch.distributed runtime (gloo): replicated algorithms with one worker per process,
+the same per-member collective programs as the simulator, payloads as real bytes on real
+links, and a ledger that equals the simulator's (docs/distributed.md).
+
+Not imported by `lowcomm.runtime`: importing it imports `torch.distributed`.
+"""
+
+from lowcomm.runtime.distributed.door import TokenRefusedError, check_token, join
+from lowcomm.runtime.distributed.launch import Endpoint, RankFailedError, free_port, spawn_local
+from lowcomm.runtime.distributed.merge import RankLog, merge
+from lowcomm.runtime.distributed.rank import RankResult, train_rank
+from lowcomm.runtime.distributed.transport import (
+    PayloadRefusedError,
+    PeerLostError,
+    RankTransport,
+    ScheduleMismatchError,
+    WireCounts,
+)
+
+__all__ = [
+    "Endpoint",
+    "PayloadRefusedError",
+    "PeerLostError",
+    "RankFailedError",
+    "RankLog",
+    "RankResult",
+    "RankTransport",
+    "ScheduleMismatchError",
+    "TokenRefusedError",
+    "WireCounts",
+    "check_token",
+    "free_port",
+    "join",
+    "merge",
+    "spawn_local",
+    "train_rank",
+]
