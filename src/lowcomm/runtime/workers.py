@@ -180,7 +180,8 @@ def resolve(transport: PeerTransport, posts: dict[int, tuple], t: int, seed: int
     Collectives run in the order they were first posted (worker 0's posts first, then worker
     1's new ones, ...). On real processes each worker runs its collectives in its own posting
     order and a collective runs when all its members reach it, so the orders in which the
-    workers post must not contradict each other (they would deadlock); this is checked here."""
+    workers post must not contradict each other (they would deadlock); this is checked here.
+    Each worker receives its results in the order it posted them."""
     workers = len(posts)
     groups: dict[tuple, dict[int, Any]] = defaultdict(dict)
     for w, worker_posts in posts.items():
@@ -191,7 +192,7 @@ def resolve(transport: PeerTransport, posts: dict[int, tuple], t: int, seed: int
             groups[key][w] = post
     _check_acyclic({w: [plan(post, w, workers, t).key for post in worker_posts]
                     for w, worker_posts in posts.items()}, t)
-    out = []
+    results: dict[tuple, tuple[int, dict[int, Any]]] = {}
     for key, by_worker in groups.items():
         kind, channel, members = key
         missing = sorted(set(members) - set(by_worker))
@@ -204,8 +205,12 @@ def resolve(transport: PeerTransport, posts: dict[int, tuple], t: int, seed: int
         first = by_worker[members[0]]
         planned = plan(first, members[0], workers, t)
         _check_agreement(kind, channel, by_worker, t)
-        for w, value in _run(transport, planned, by_worker, t, seed).items():
-            out.append((planned.ready, w, Received(channel, t, value)))
+        results[key] = planned.ready, _run(transport, planned, by_worker, t, seed)
+    out = []  # each worker receives its results in the order it posted them
+    for w, worker_posts in posts.items():
+        for post in worker_posts:
+            ready, values = results[plan(post, w, workers, t).key]
+            out.append((ready, w, Received(post.channel, t, values[w])))
     return out
 
 
