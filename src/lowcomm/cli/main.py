@@ -36,11 +36,14 @@ examples:
   lowcomm train --algorithm diloco --workers 8 --inner-steps 50 --codec fp16
   lowcomm train --dataset tiny_shakespeare --data-dir ../shared/data --steps 1000
   lowcomm train --network cross-region --bandwidth-gbps 10
+  lowcomm launch --nproc 2 -- train --algorithm ddp --steps 50   # 2 processes, gloo
 """
 
 SECTIONS = {"data": "data", "model": "model", "training": "model and algorithm",
             "privacy": "mechanism and privacy",
-            "cost": "cost models (modeled, never measured)", "output": "run records"}
+            "cost": "cost models (modeled, never measured)",
+            "runtime": "runtime (simulator, or one rank of a torch.distributed run)",
+            "output": "run records"}
 
 
 def _flag(name: str) -> str:
@@ -69,6 +72,12 @@ def _add_train_parser(subparsers) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter, epilog=TRAIN_EPILOG)
     _add_config_options(train, TrainConfig)
     train.set_defaults(command=_train)
+
+
+def _add_launch_parser(subparsers) -> None:
+    from lowcomm.cli.launch import add_launch_parser  # no torch: keeps --help fast
+
+    add_launch_parser(subparsers)
 
 
 def _add_config_options(parser, schema) -> None:
@@ -184,6 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_parser(subparsers)
     _add_train_parser(subparsers)
     _add_analytics_parser(subparsers)
+    _add_launch_parser(subparsers)
     _add_models_parser(subparsers)
     _add_record_parsers(subparsers)
     return parser

@@ -1,5 +1,6 @@
-"""`lowcomm train`: build a data-centre training run, simulate it with progress, model its time
-under every bandwidth scenario, and store it."""
+"""`lowcomm train`: build a data-centre training run, simulate it (or run this process's rank of
+it over torch.distributed) with progress, model its time under every bandwidth scenario, and
+store it."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from lowcomm import cost
+from lowcomm.cli.launch import join_run, rank_environment, runtime_summary
 from lowcomm.cli.records import Recording, recording
 from lowcomm.cli.run import environment
 from lowcomm.cli.train_build import TrainParts, build_device, build_networks, build_train
@@ -20,8 +22,9 @@ from lowcomm.runtime import StepRecord, TrainingResult, TrainingSettings, train_
 
 
 def summarize(c: TrainConfig, parts: TrainParts, result: TrainingResult,
-              simulator_seconds: float) -> dict[str, Any]:
-    """Everything the final table and the stored record need, as plain JSON-able values."""
+              simulator_seconds: float, rank_result: Any = None) -> dict[str, Any]:
+    """Everything the final table and the stored record need, as plain JSON-able values;
+    `rank_result` is rank 0's `RankResult` of a distributed run."""
     device = build_device(c)
     scenarios = {name: cost.timeline(result.ledger, network=net, device=device).describe()
                  for name, net in build_networks(c).items()}
@@ -46,7 +49,9 @@ def summarize(c: TrainConfig, parts: TrainParts, result: TrainingResult,
         "replicas_identical": last.replicas_identical,
         "replica_spread": last.replica_spread,
         "measured": {"peer": cost.peer_traffic(result.ledger).as_dict(),
-                     "simulator_seconds": simulator_seconds},
+                     **({"simulator_seconds": simulator_seconds} if rank_result is None else
+                        {"wall_seconds": simulator_seconds})},
+        **({} if rank_result is None else {"runtime": runtime_summary(rank_result, c)}),
         "counted": {"flops": result.ledger.totals().flops, "by_kind": flops_by_kind,
                     "convention": cost.COUNTED_OPS},
         "modeled": {"headline": c.network, "scenarios": scenarios},
@@ -54,28 +59,53 @@ def summarize(c: TrainConfig, parts: TrainParts, result: TrainingResult,
 
 
 def train_command(c: TrainConfig, console: Console) -> int:
+    rank = rank_environment(c) if c.runtime == "distributed" else None
+    if rank is not None and rank.rank != 0:
+        console = Console(quiet=True)  # rank 0 speaks for the run
     with console.status(f"preparing {c.dataset} / char_transformer / {c.algorithm}"):
         parts = build_train(c)
-    console.print(f"[bold]{c.algorithm}[/] on {parts.corpus.name}: {c.workers} workers, "
+    transport = None if rank is None else join_run(rank, c)
+    if transport is not None and transport.rank != 0:
+        _run(c, parts, transport)
+        return 0
+    where = "" if rank is None else f" as {rank.world_size} processes over torch.distributed (gloo)"
+    console.print(f"[bold]{c.algorithm}[/] on {parts.corpus.name}: {c.workers} workers{where}, "
                   f"{c.steps} steps of {c.batch_size}x{c.seq_len} characters each, model "
                   f"{parts.spec.key} with {parts.params.numel():,} parameters; overlap: "
                   f"{parts.algorithm.overlap}")
     config = {"command": "train", **dataclasses.asdict(c)}
+    env = environment() if rank is None else {**environment(), "runtime": "torch.distributed",
+                                              "backend": "gloo", "world_size": rank.world_size}
     with recording(db=c.db, no_store=c.no_store, name=c.name, config=config,
-                   environment=environment(), console=console, what="steps") as rec:
+                   environment=env, console=console, what="steps") as rec:
         started = time.perf_counter()
-        result = _train_with_progress(c, parts, rec, console)
-        summary = summarize(c, parts, result, time.perf_counter() - started)
+        result, rank_result = _train_with_progress(c, parts, rec, console, transport)
+        summary = summarize(c, parts, result, time.perf_counter() - started, rank_result)
         console.print(training_summary_table(summary))
         rec.finish(summary, console)
     return 0
 
 
-def _train_with_progress(c: TrainConfig, parts: TrainParts, rec: Recording,
-                         console: Console) -> TrainingResult:
+def _run(c: TrainConfig, parts: TrainParts, transport: Any, *, ledger: Any = None,
+         on_record: Any = None, on_step: Any = None) -> tuple[TrainingResult, Any]:
+    """The simulator's run of every worker, or this rank's part of a distributed run (whose
+    merged ledger rank 0 adds to `ledger` at the end)."""
     flops = cost.FlopCounter(parts.spec.key, parts.spec.build, input_dtype=parts.spec.input_dtype)
     settings = TrainingSettings(steps=c.steps, workers=c.workers, seed=c.seed,
                                 eval_every=c.eval_every)
+    args = (parts.algorithm, parts.worker_data, parts.model, parts.params, flops, settings)
+    if transport is None:
+        return train_workers(*args, on_record=on_record, on_step=on_step, ledger=ledger), None
+    from lowcomm.runtime.distributed import train_rank
+
+    rank_result = train_rank(*args, transport, on_record=on_record, on_step=on_step)
+    if rank_result.run is not None and ledger is not None:
+        ledger.extend(rank_result.run.ledger)
+    return rank_result.run, rank_result
+
+
+def _train_with_progress(c: TrainConfig, parts: TrainParts, rec: Recording,
+                         console: Console, transport: Any) -> tuple[TrainingResult, Any]:
     columns = (TextColumn("step"), MofNCompleteColumn(), BarColumn(), TimeElapsedColumn(),
                TextColumn("{task.fields[status]}"))
     with Progress(*columns, console=console, transient=False) as progress:
@@ -89,6 +119,5 @@ def _train_with_progress(c: TrainConfig, parts: TrainParts, rec: Recording,
         def on_step(step: int) -> None:
             progress.update(task, completed=step)
 
-        return train_workers(parts.algorithm, parts.worker_data, parts.model, parts.params,
-                             flops, settings, on_record=on_record, on_step=on_step,
-                             ledger=rec.ledger)
+        return _run(c, parts, transport, ledger=rec.ledger, on_record=on_record,
+                    on_step=on_step)

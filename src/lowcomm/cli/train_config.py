@@ -21,6 +21,7 @@ SCHEDULES = ("cosine", "constant")
 SCENARIO_NAMES = ("datacenter", "cross-region", "internet")
 # The paper's outer momentum of each algorithm, used when --outer-momentum is not given.
 OUTER_MOMENTUM = {"noloco": 0.5}  # NoLoCo's configs (arXiv 2506.10911); the rest: DiLoCo's 0.9
+RUNTIMES = ("simulator", "distributed")
 
 
 @dataclass(frozen=True)
@@ -110,6 +111,18 @@ class TrainConfig:
                                     "ms", section="cost")
     flops_per_second: float = _opt(1e12, "each worker's sustained counted FLOP/s (assumed "
                                    "default: 1 TFLOP/s)", section="cost")
+    # runtime
+    runtime: str = _opt("simulator", "simulator: every worker in this process; distributed: this "
+                        "process is one rank (one worker) of a torch.distributed run over gloo, "
+                        "started by `lowcomm launch` or torchrun, which set RANK, WORLD_SIZE, "
+                        "MASTER_ADDR, MASTER_PORT and LOWCOMM_TOKEN", choices=RUNTIMES,
+                        section="runtime")
+    bind_address: str = _opt("127.0.0.1", "distributed: the address this rank listens on and "
+                             "the other ranks reach it at (rank 0's rendezvous store too); "
+                             "loopback unless told otherwise", section="runtime")
+    timeout_seconds: float = _opt(300.0, "distributed: how long a rank waits for a peer (the "
+                                  "rendezvous, each transfer) before it fails",
+                                  section="runtime")
     # bookkeeping
     name: str | None = _opt(None, "a name for the run record", section="output")
     db: str | None = _opt(None, "SQLite file for run records (default: the user's data home)",
@@ -157,6 +170,7 @@ def validate_train(c: TrainConfig) -> None:
          f"bandwidth_gbps must be > 0; got {c.bandwidth_gbps}")
     need(c.latency_ms is None or c.latency_ms >= 0, f"latency_ms must be >= 0; got {c.latency_ms}")
     need(c.flops_per_second > 0, f"flops_per_second must be > 0; got {c.flops_per_second}")
+    need(c.timeout_seconds > 0, f"timeout_seconds must be > 0; got {c.timeout_seconds}")
 
 
 def outer_momentum(c: TrainConfig) -> float:

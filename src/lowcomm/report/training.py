@@ -54,8 +54,24 @@ def training_summary_table(summary: dict[str, Any]) -> Table:
                      f"{1e3 * net['latency_seconds']:g} ms/hop, "
                      f"{tl['models']['device']['flops_per_second'] / 1e12:g} TFLOP/s; "
                      f"compute utilization {100 * tl['utilization']:.1f} %"))
-    rows.append(("simulator wall-clock", human_seconds(summary["measured"]["simulator_seconds"]),
-                 "measured: this process (simulator speed, not a cost of the protocol)"))
+    runtime = summary.get("runtime")
+    if runtime is None:
+        rows.append(("simulator wall-clock",
+                     human_seconds(summary["measured"]["simulator_seconds"]),
+                     "measured: this process (simulator speed, not a cost of the protocol)"))
+    else:
+        wire = runtime["transport"]
+        rows.append(("bytes at the transport", human_bytes(wire["payload_sent_nbytes"]),
+                     f"measured by gloo transport of {runtime['world_size']} ranks: "
+                     f"{wire['payload_sent_nbytes']:,} payload bytes, "
+                     f"{'equal to' if wire['equals_ledger'] else 'DIFFERENT FROM'} the ledger; "
+                     f"+ {wire['control_nbytes']:,} control, {wire['framing_nbytes']:,} "
+                     "framing (not in the ledger)"))
+        rows.append(("distributed wall-clock", human_seconds(summary["measured"]["wall_seconds"]),
+                     f"measured: rank 0 of {runtime['world_size']} processes over gloo, "
+                     f"{1e3 * runtime['rank0_step_seconds_mean']:.1f} ms per step, of which "
+                     f"{1e3 * runtime['rank0_comm_seconds_mean']:.1f} ms in collectives (a "
+                     "measurement of this machine, not a cost model)"))
     for row in rows:
         table.add_row(*row)
     return table

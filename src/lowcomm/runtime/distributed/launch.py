@@ -10,6 +10,7 @@ failed rank's error. Across machines use `torchrun` instead (docs/distributed.md
 
 from __future__ import annotations
 
+import math
 import multiprocessing as mp
 import pickle
 import secrets
@@ -65,12 +66,13 @@ def _child(target: Callable[[int, int, Endpoint], Any], rank: int, nproc: int,
 
 
 def spawn_local(target: Callable[[int, int, Endpoint], Any], nproc: int, *,
-                timeout_seconds: float = 600.0, grace_seconds: float = 30.0, threads: int = 1,
-                endpoint: Endpoint | None = None) -> list[Any]:
-    """Run `target(rank, nproc, endpoint)` in `nproc` local processes (module docstring)."""
+                timeout_seconds: float | None = None, grace_seconds: float = 30.0,
+                threads: int = 1, endpoint: Endpoint | None = None) -> list[Any]:
+    """Run `target(rank, nproc, endpoint)` in `nproc` local processes (module docstring);
+    with `timeout_seconds`, ranks still running after that long are killed and reported."""
     if not isinstance(nproc, int) or nproc < 1:
         raise ValueError(f"nproc must be an integer >= 1; got {nproc!r}")
-    if not timeout_seconds > 0 or not grace_seconds > 0:
+    if (timeout_seconds is not None and not timeout_seconds > 0) or not grace_seconds > 0:
         raise ValueError(f"timeout_seconds and grace_seconds must be > 0; got "
                          f"{timeout_seconds}, {grace_seconds}")
     endpoint = endpoint or Endpoint("127.0.0.1", free_port(), secrets.token_hex(32))
@@ -83,12 +85,13 @@ def spawn_local(target: Callable[[int, int, Endpoint], Any], nproc: int, *,
     for _, writer in pipes:
         writer.close()  # the children hold them now
     outcomes: dict[int, tuple[bool, Any]] = {}
-    deadline = time.monotonic() + timeout_seconds
+    deadline = math.inf if timeout_seconds is None else time.monotonic() + timeout_seconds
     try:
         while len(outcomes) < nproc and time.monotonic() < deadline:
             waiting = [r for r in range(nproc) if r not in outcomes]
+            left = deadline - time.monotonic()
             ready = wait([pipes[r][0] for r in waiting] + [procs[r].sentinel for r in waiting],
-                         timeout=max(0.0, deadline - time.monotonic()))
+                         timeout=None if math.isinf(left) else max(0.0, left))
             for r in waiting:
                 reader = pipes[r][0]
                 if reader in ready or reader.poll():
@@ -112,7 +115,7 @@ def spawn_local(target: Callable[[int, int, Endpoint], Any], nproc: int, *,
         for reader, _ in pipes:
             reader.close()
     errors = {r: value for r, (ok, value) in outcomes.items() if not ok}
-    errors.update({r: f"gave no result within {timeout_seconds:g} s (killed)"
+    errors.update({r: "still running after the others ended or the timeout (killed)"
                    for r in range(nproc) if r not in outcomes})
     if errors:
         raise RankFailedError(errors)

@@ -1,0 +1,149 @@
+"""`lowcomm launch --nproc N -- train ...`: N local ranks of a torch.distributed run; and how a
+rank of `lowcomm train --runtime distributed` finds its run (the environment torchrun sets).
+
+The launcher checks the train options once, before any process starts, then forks N ranks on
+this machine, each running `lowcomm train --runtime distributed` with RANK, WORLD_SIZE,
+MASTER_ADDR=127.0.0.1, a free MASTER_PORT and a fresh LOWCOMM_TOKEN in its environment (the
+token never appears on a command line). Rank 0 prints and stores the run; the others are quiet.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import sys
+from dataclasses import dataclass
+from statistics import fmean
+from typing import Any
+
+from rich.console import Console
+
+from lowcomm.cli.config import ConfigError, build_config
+from lowcomm.cli.train_config import TrainConfig, validate_train
+
+ENVIRONMENT = ("RANK", "WORLD_SIZE", "MASTER_PORT", "LOWCOMM_TOKEN")
+
+
+@dataclass(frozen=True)
+class RankEnvironment:
+    rank: int
+    world_size: int
+    master_addr: str
+    master_port: int
+    token: str
+
+
+def rank_environment(c: TrainConfig) -> RankEnvironment:
+    """This process's place in the run, from the variables `lowcomm launch` and torchrun set."""
+    missing = [name for name in ENVIRONMENT if not os.environ.get(name)]
+    if missing:
+        raise ConfigError(f"runtime=distributed needs {', '.join(missing)} in the environment: "
+                          "start the ranks with `lowcomm launch --nproc N -- train ...` or "
+                          "torchrun (and export the same LOWCOMM_TOKEN on every node)")
+    try:
+        rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+        port = int(os.environ["MASTER_PORT"])
+    except ValueError as err:
+        raise ConfigError(f"RANK, WORLD_SIZE and MASTER_PORT must be integers: {err}") from None
+    if c.workers != world:
+        raise ConfigError(f"workers ({c.workers}) must equal WORLD_SIZE ({world}): one worker "
+                          "per process")
+    return RankEnvironment(rank, world, os.environ.get("MASTER_ADDR", "127.0.0.1"), port,
+                           os.environ["LOWCOMM_TOKEN"])
+
+
+def join_run(env: RankEnvironment, c: TrainConfig):
+    from lowcomm.runtime.distributed import join
+
+    try:
+        return join(rank=env.rank, world_size=env.world_size, master_addr=env.master_addr,
+                    master_port=env.master_port, token=env.token, bind_address=c.bind_address,
+                    timeout_seconds=c.timeout_seconds)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+
+
+def runtime_summary(rank_result: Any, c: TrainConfig) -> dict[str, Any]:
+    """The distributed run's own measurements for the record: the transport's counters of every
+    rank checked against the merged ledger, and rank 0's measured time per step."""
+    from lowcomm.cost.ledger import worker_name
+
+    comm = rank_result.run.ledger.comm_events()
+    wire = rank_result.wire
+    agrees = all(
+        w.payload_sent_nbytes == sum(e.nbytes for e in comm if e.src == worker_name(r))
+        and w.payload_received_nbytes == sum(e.nbytes for e in comm if e.dst == worker_name(r))
+        for r, w in enumerate(wire))
+    return {"name": "torch.distributed", "backend": "gloo", "world_size": rank_result.world_size,
+            "bind_address": c.bind_address,
+            "transport": {"payload_sent_nbytes": sum(w.payload_sent_nbytes for w in wire),
+                          "control_nbytes": sum(w.control_sent_nbytes for w in wire),
+                          "framing_nbytes": sum(w.framing_nbytes for w in wire),
+                          "equals_ledger": agrees, "per_rank": [w.as_dict() for w in wire]},
+            "rank0_step_seconds_mean": fmean(rank_result.step_seconds),
+            "rank0_comm_seconds_mean": fmean(rank_result.comm_seconds)}
+
+
+def add_launch_parser(subparsers) -> None:
+    launch = subparsers.add_parser(
+        "launch", help="run `lowcomm train` as N local processes over torch.distributed (gloo)",
+        description="Start N ranks of a torch.distributed run on this machine, bound to "
+                    "127.0.0.1, each one worker of `lowcomm train --runtime distributed`. Rank "
+                    "0 prints and stores the run. Across machines use torchrun "
+                    "(docs/distributed.md).",
+        epilog="example:\n  lowcomm launch --nproc 2 -- train --algorithm diloco --steps 100",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    launch.add_argument("--nproc", type=int, required=True, help="number of ranks (workers)")
+    launch.add_argument("--master-port", type=int, default=0,
+                        help="rendezvous port on 127.0.0.1 (default: a free one)")
+    launch.add_argument("command_args", nargs=argparse.REMAINDER, metavar="-- train ...",
+                        help="the train command and its options")
+    launch.set_defaults(command=launch_command)
+
+
+def _train_argv(args: argparse.Namespace) -> list[str]:
+    from lowcomm.cli.config import load_yaml
+    from lowcomm.cli.main import build_parser
+
+    rest = list(args.command_args)
+    if rest[:1] == ["--"]:
+        rest = rest[1:]
+    if rest[:1] != ["train"]:
+        raise ConfigError("launch runs data-centre training: lowcomm launch --nproc N -- train "
+                          f"[options]; got {' '.join(rest) or 'nothing'}")
+    if args.nproc < 1:
+        raise ConfigError(f"nproc must be >= 1; got {args.nproc}")
+    parsed = vars(build_parser().parse_args(rest))
+    flags = {k: v for k, v in parsed.items() if k not in ("command", "config")}
+    values = {**(load_yaml(parsed["config"]) if parsed.get("config") else {}), **flags}
+    if values.get("runtime", "distributed") != "distributed":
+        raise ConfigError(f"launch runs runtime=distributed; got runtime={values['runtime']}")
+    if "workers" in values and int(values["workers"]) != args.nproc:
+        raise ConfigError(f"workers ({values['workers']}) must equal nproc ({args.nproc}): one "
+                          "worker per process")
+    values.update(workers=args.nproc, runtime="distributed")
+    build_config(values, schema=TrainConfig, check=validate_train, command="train")
+    return [*rest, "--workers", str(args.nproc), "--runtime", "distributed"]
+
+
+def launch_command(args: argparse.Namespace, console: Console) -> int:
+    argv = _train_argv(args)  # every mistake surfaces here, before any process starts
+    from lowcomm.cli.main import main
+    from lowcomm.runtime.distributed import Endpoint, RankFailedError, free_port, spawn_local
+
+    endpoint = Endpoint("127.0.0.1", args.master_port or free_port(), secrets.token_hex(32))
+
+    def rank_main(rank: int, nproc: int, ep: Endpoint) -> int:
+        os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(nproc),
+                          MASTER_ADDR=ep.master_addr, MASTER_PORT=str(ep.master_port),
+                          LOWCOMM_TOKEN=ep.token)
+        return main(argv)
+
+    try:
+        codes = spawn_local(rank_main, args.nproc, endpoint=endpoint)
+    except RankFailedError as err:
+        for rank, text in err.errors.items():
+            print(f"error: rank {rank}: {text.splitlines()[0]}", file=sys.stderr)
+        return 1
+    return max(codes)
