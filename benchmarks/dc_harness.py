@@ -49,12 +49,17 @@ def corpus_of(w: Workload) -> data.TextCorpus:
     return data.tiny_shakespeare(w.data_dir)
 
 
-def run_one(w: Workload, make: Callable[[models.ModelFn], ReplicatedAlgorithm], *, seed: int,
-            label: str, flops_per_second: float = 1e12,
-            devices: dict[str, float] | None = None) -> dict[str, Any]:
-    """Train `make(model)` on the workload with `seed`; the result as plain JSON-able values.
-    `devices` (name -> FLOP/s) adds `modeled_at[name][scenario]` for more worker throughputs."""
-    torch.set_num_threads(1)  # one core per run: runs go side by side in processes
+@dataclass(frozen=True)
+class Parts:
+    spec: models.ModelSpec
+    model: models.ModelFn
+    params: torch.Tensor
+    worker_data: WorkerData
+    flops: cost.FlopCounter
+
+
+def setup(w: Workload, *, seed: int) -> Parts:
+    """The workload's model, initial parameters (from `seed`), worker shards and FLOP counter."""
     corpus = corpus_of(w)
     shards = data.shard_text(corpus.train_ids, w.workers)
     val_x, val_y = data.eval_windows(corpus.val_ids, seq_len=w.seq_len,
@@ -67,6 +72,18 @@ def run_one(w: Workload, make: Callable[[models.ModelFn], ReplicatedAlgorithm], 
                                    width=w.width, heads=w.heads)
     model, params = models.init_params(spec, seed=seed)
     flops = cost.FlopCounter(spec.key, spec.build, input_dtype=spec.input_dtype)
+    return Parts(spec, model, params, worker_data, flops)
+
+
+def run_one(w: Workload, make: Callable[[models.ModelFn], ReplicatedAlgorithm], *, seed: int,
+            label: str, flops_per_second: float = 1e12,
+            devices: dict[str, float] | None = None) -> dict[str, Any]:
+    """Train `make(model)` on the workload with `seed`; the result as plain JSON-able values.
+    `devices` (name -> FLOP/s) adds `modeled_at[name][scenario]` for more worker throughputs."""
+    torch.set_num_threads(1)  # one core per run: runs go side by side in processes
+    parts = setup(w, seed=seed)
+    spec, model, params, worker_data, flops = (parts.spec, parts.model, parts.params,
+                                               parts.worker_data, parts.flops)
     algorithm = make(model)
     started = time.perf_counter()
     result = train_workers(algorithm, worker_data, model, params, flops,

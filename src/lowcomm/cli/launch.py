@@ -32,6 +32,7 @@ class RankEnvironment:
     master_addr: str
     master_port: int
     token: str
+    agent_store: bool  # torchrun's agent serves the rendezvous store
 
 
 def rank_environment(c: TrainConfig) -> RankEnvironment:
@@ -50,7 +51,8 @@ def rank_environment(c: TrainConfig) -> RankEnvironment:
         raise ConfigError(f"workers ({c.workers}) must equal WORLD_SIZE ({world}): one worker "
                           "per process")
     return RankEnvironment(rank, world, os.environ.get("MASTER_ADDR", "127.0.0.1"), port,
-                           os.environ["LOWCOMM_TOKEN"])
+                           os.environ["LOWCOMM_TOKEN"],
+                           os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True")
 
 
 def join_run(env: RankEnvironment, c: TrainConfig):
@@ -59,7 +61,8 @@ def join_run(env: RankEnvironment, c: TrainConfig):
     try:
         return join(rank=env.rank, world_size=env.world_size, master_addr=env.master_addr,
                     master_port=env.master_port, token=env.token, bind_address=c.bind_address,
-                    timeout_seconds=c.timeout_seconds)
+                    timeout_seconds=c.timeout_seconds,
+                    serve_store=False if env.agent_store else None)
     except ValueError as err:
         raise ConfigError(str(err)) from None
 

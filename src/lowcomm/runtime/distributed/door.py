@@ -63,16 +63,18 @@ def check_args(*, rank: int, world_size: int, master_port: int, token: str,
 
 def join(*, rank: int, world_size: int, master_addr: str, master_port: int, token: str,
          bind_address: str = "127.0.0.1", timeout_seconds: float = 300.0,
-         max_nbytes: int = DEFAULT_MAX_NBYTES, outgoing: Outgoing | None = None
-         ) -> RankTransport:
+         max_nbytes: int = DEFAULT_MAX_NBYTES, outgoing: Outgoing | None = None,
+         serve_store: bool | None = None) -> RankTransport:
     """Rendezvous at `master_addr:master_port`, form the gloo group, check the token.
     `max_nbytes` is the largest payload this rank accepts; `outgoing` is the transport's hook
-    for fault injection (`RankTransport`)."""
+    for fault injection (`RankTransport`). Rank 0 serves the rendezvous store unless
+    `serve_store` is False: under torchrun (`TORCHELASTIC_USE_AGENT_STORE=True`) torchrun's
+    agent serves it and every rank is its client."""
     check_args(rank=rank, world_size=world_size, master_port=master_port, token=token,
                bind_address=bind_address, timeout_seconds=timeout_seconds)
     timeout = timedelta(seconds=timeout_seconds)
     listener = None
-    if rank == 0:
+    if rank == 0 if serve_store is None else serve_store:
         listener = socket.create_server((bind_address, master_port), backlog=max(world_size, 16))
         store = dist.TCPStore(master_addr, master_port, world_size, True, timeout,
                               wait_for_workers=False, master_listen_fd=listener.fileno())

@@ -138,6 +138,10 @@ class RankTransport:
         self._counts["framing_nbytes"] += HEADER_NBYTES * len(sends)
         return arrived, sent
 
+    def barrier(self) -> None:
+        """Wait until every rank has reached this point (gloo's barrier; for measurements)."""
+        self._wait(self._group.barrier(), "a barrier")
+
     def close(self) -> None:
         self._group.shutdown()
 
