@@ -14,8 +14,9 @@ traffic, which the ledger records), control bytes (evaluation summaries, the fin
 token handshake: instrumentation the simulator does not count either) and framing bytes (the
 headers). gloo's own TCP framing is below this layer and is not counted.
 
-`outgoing(dst, data) -> data` is the hook a fault-injection helper uses to corrupt or drop
-bytes on their way out (a later slice); the counters and the ledger record what really left.
+`outgoing(dst, data) -> data` is the hook a fault-injection helper uses to corrupt payload bytes
+on their way out (control traffic is left alone); the counters and the ledger record what
+really left.
 """
 
 from __future__ import annotations
@@ -101,7 +102,7 @@ class RankTransport:
         kind = "control" if control else "payload"
         works, sent = [], []
         for dst, data in sends:
-            if self._outgoing is not None:
+            if self._outgoing is not None and not control:
                 data = self._outgoing(dst, data)
             header = torch.tensor([FRAME_MAGIC, len(data), tag], dtype=torch.int64)
             works.append(self._group.send([header], dst, 0))
