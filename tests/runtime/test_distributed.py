@@ -110,6 +110,34 @@ def test_same_ledger_parameters_and_records_as_the_simulator(name, workers):
     assert run.initial_val_loss == sim.initial_val_loss
 
 
+def _registered(name: str):
+    """`lowcomm train`'s factory of `name`, on settings that fit the tiny MLP (3 layers)."""
+    from lowcomm.cli.train_build import ALGORITHMS as REGISTRY
+    from lowcomm.cli.train_config import TrainConfig
+
+    fit = {"fragments": 3, "inner_steps": 6} if name == "streaming_diloco" else {"inner_steps": 2}
+    config = TrainConfig(algorithm=name, workers=2, steps=12, warmup_steps=1, **fit)
+    return lambda model: REGISTRY[name](model, config)
+
+
+def _registry_names():
+    from lowcomm.cli.train_build import ALGORITHMS as REGISTRY
+
+    return sorted(REGISTRY)
+
+
+@pytest.mark.parametrize("name", _registry_names())
+def test_every_algorithm_of_lowcomm_train_gives_the_simulators_ledger(name):
+    """The contract of the runtimes: the same ledger and the same parameters, for every
+    registered data-centre algorithm (new ones are covered as they are registered)."""
+    parts = _setup(_registered(name), 2, steps=12 if name == "streaming_diloco" else 6)
+    ranks = _distributed(parts, 2)
+    torch.set_num_threads(1)
+    sim = train_workers(*parts)
+    assert ranks[0].run.ledger == sim.ledger and len(sim.ledger.comm_events()) > 0
+    assert all(torch.equal(a, b) for a, b in zip(ranks[0].run.models, sim.models, strict=True))
+
+
 @pytest.mark.parametrize(("name", "workers"), [("ddp", 3), ("every-collective", 3)])
 def test_the_bytes_counted_at_the_transport_equal_the_ledger(name, workers):
     ranks = _distributed(_setup(ALGORITHMS[name], workers, steps=3), workers)
