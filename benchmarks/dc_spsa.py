@@ -34,7 +34,8 @@ clipped scalars is reported), lr chosen on seed 0 from {3e-3, 1e-2, 3e-2} over t
 steps of the one-byte configuration and used for every SPSA configuration; DDP: AdamW
 (wd 0.1, betas (0.9, 0.95), 20 warmup steps, cosine), lr chosen on seed 0 from {1e-3, 3e-3}.
 
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/dc_spsa.py --jobs 2 --out results/dc_spsa.json
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/dc_spsa.py --jobs 2 --out results/dc_spsa.json \
+        --plot docs/img/dc_spsa.png
 """
 
 from __future__ import annotations
@@ -136,6 +137,7 @@ def main() -> None:
     parser.add_argument("--out", default="results/dc_spsa.json")
     parser.add_argument("--jobs", type=int, default=1)
     parser.add_argument("--steps", type=int, default=WORKLOAD.steps, help="smoke tests only")
+    parser.add_argument("--plot", default=None, help="PNG of loss vs steps, bytes and time")
     args = parser.parse_args()
     base = replace(WORKLOAD, steps=args.steps, eval_every=min(WORKLOAD.eval_every, args.steps))
     finished = done(args.out)
@@ -158,6 +160,8 @@ def main() -> None:
             print(f"{row['label']} seed {row['seed']}: final val loss "
                   f"{row['final_val_loss']:.4f}, {row.get('error', 'ok')}", flush=True)
     report(args.out, base.steps)
+    if args.plot:
+        plot(args.out, args.plot)
 
 
 def report(path: str, steps: int) -> None:
@@ -207,6 +211,36 @@ def report(path: str, steps: int) -> None:
         print(f"seed {r['seed']}: DDP first reaches one-byte SPSA's final loss "
               f"{zo['final_val_loss']:.3f} at evaluated step {reach['step']}; modeled time "
               f"there vs SPSA's whole run: {times}")
+
+
+def plot(path: str, out: str) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in json.loads(Path(path).read_text())
+            if not r["label"].startswith("tune") and r["seed"] == 0]
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4))
+    for i, r in enumerate(rows):
+        color = f"C{i}"
+        loss = [c["val_loss"] for c in r["curve"]]  # from the first evaluation (step 50)
+        axes[0].plot([0] + [c["step"] for c in r["curve"]], [r["initial_val_loss"], *loss],
+                     color=color, label=r["label"])
+        if r["bytes_total"]:  # the centralized runs send nothing
+            axes[1].plot([c["bytes_sent"] for c in r["curve"]], loss, color=color, marker=".")
+        axes[2].plot([c["modeled_seconds"]["internet"] for c in r["curve"]], loss, color=color,
+                     marker=".")
+    axes[0].set(xlabel="step", ylabel="validation loss (nats/char)", title="loss vs steps")
+    axes[1].set(xscale="log", xlabel="bytes sent, all workers (measured)",
+                title="loss vs bytes (centralized: none)")
+    axes[2].set(xscale="log", xlabel="modeled seconds, internet (100 Mb/s, 50 ms/hop)",
+                title="loss vs modeled time")
+    axes[0].legend(fontsize=7)
+    fig.suptitle("seed 0", fontsize=9)
+    fig.tight_layout()
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=100)
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":
