@@ -4,6 +4,7 @@ See `base.py` for the protocol (`step` posts to collectives, `receive` applies t
 `delay_steps` declares overlap). `ddp` is the data-parallel baseline; `diloco` and `localsgd`
 synchronise every H inner steps; `noloco` averages with one random partner every H steps;
 `streaming_diloco` syncs strided fragments on a staggered schedule with overlap and mixing;
+`co2` overlaps a one-round-stale outer step (staleness penalty, momentum clipping);
 `eager_diloco` overlaps the outer step with the whole next inner phase (delayed or eager);
 `spsa` is zeroth-order training that exchanges only one-byte projected gradients (shared
 randomness).
@@ -22,6 +23,7 @@ from lowcomm.algorithms.replicated.base import (
     param_hash,
     require_positive_int,
 )
+from lowcomm.algorithms.replicated.co2 import co2
 from lowcomm.algorithms.replicated.ddp import ddp
 from lowcomm.algorithms.replicated.diloco import diloco, localsgd, outer_nesterov
 from lowcomm.algorithms.replicated.eager_diloco import eager_diloco
@@ -43,6 +45,7 @@ __all__ = [
     "SPSAState",
     "StepContext",
     "StepOutput",
+    "co2",
     "ddp",
     "diloco",
     "eager_diloco",
