@@ -67,6 +67,18 @@ def test_noloco_runs_with_its_paper_momentum_and_exchanges_instead_of_all_reduci
     assert summary["replica_spread"] >= 0
 
 
+def test_co2_runs_with_its_defaults_and_overlaps_one_allreduce_per_tau_steps(db, capsys):
+    assert main(["train", *TINY, "--algorithm", "co2", "--co2-penalty", "0.5", "--db", db]) == 0
+    assert "replicas identical" in capsys.readouterr().out
+    assert main(["export", "1", "--db", db]) == 0
+    summary = json.loads(capsys.readouterr().out)["summary"]
+    algorithm, peer = summary["algorithm"], summary["measured"]["peer"]
+    assert algorithm["name"] == "co2" and algorithm["outer_momentum"] == 0.5
+    assert algorithm["penalty"] == 0.5
+    assert peer["collectives"] == {"allreduce": 2}  # tau = 2 over 4 steps
+    assert summary["replica_spread"] == 0
+
+
 def test_streaming_and_eager_diloco_run_from_flags_and_send_what_diloco_sends(db, capsys):
     blocks = ["--layers", "2", "--inner-steps", "4", "--steps", "8"]
     runs = [["--algorithm", "diloco"],
@@ -131,6 +143,10 @@ def test_spsa_sends_k_one_byte_scalars_per_worker_per_step(db, capsys):
     (["--algorithm", "spsa", "--zo-seeds", "0"], "zo_seeds must be >= 1; got 0"),
     (["--algorithm", "spsa", "--zo-lr", "0"], "zo_lr must be a finite number > 0; got 0.0"),
     (["--zo-epsilon", "-0.001"], "zo_epsilon must be a finite number > 0; got -0.001"),
+    (["--algorithm", "co2", "--co2-penalty", "-1"],
+     "co2_penalty must be a finite number >= 0; got -1.0"),
+    (["--algorithm", "co2", "--co2-clip-threshold", "0"],
+     "co2_clip_threshold must be a finite number > 0; got 0.0"),
     (["--zo-clip", "inf"], "zo_clip must be a finite number > 0; got inf"),
     (["--zo-quantization", "int4"], "zo_quantization must be one of int8, int8-nearest, fp32"),
     (["--bogus", "1"], None),

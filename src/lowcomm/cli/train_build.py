@@ -13,6 +13,7 @@ from lowcomm.algorithms import adam, adamw, sgd
 from lowcomm.algorithms.optim import Optimizer
 from lowcomm.algorithms.replicated import (
     ReplicatedAlgorithm,
+    co2,
     ddp,
     diloco,
     eager_diloco,
@@ -90,6 +91,10 @@ ALGORITHMS: dict[str, Factory] = {
         outer_optimizer=outer_optimizer(c), codec=wire_codec(c)),
     "spsa": lambda m, c: spsa(m, lr=c.zo_lr, epsilon=c.zo_epsilon, seeds_per_step=c.zo_seeds,
                               quantizer=zo_quantizer(c)),
+    "co2": lambda m, c: co2(m, inner_optimizer=inner_optimizer(c), inner_steps=c.inner_steps,
+                            outer_lr=c.outer_lr, outer_momentum=outer_momentum(c),
+                            penalty=c.co2_penalty, clip=not c.co2_no_clip,
+                            clip_threshold=c.co2_clip_threshold, codec=wire_codec(c)),
 }
 
 

@@ -13,14 +13,15 @@ from lowcomm.cli.config import ConfigError, _opt
 
 CORPORA = ("python_docs", "tiny_shakespeare")
 TRAIN_ALGORITHMS = ("ddp", "localsgd", "diloco", "noloco", "streaming_diloco",
-                    "eager_diloco", "spsa")
+                    "eager_diloco", "spsa", "co2")
 OUTER_OVERLAPS = ("eager", "delayed")
 ZO_QUANTIZATIONS = ("int8", "int8-nearest", "fp32")
 OUTER_OPTIMIZERS = ("nesterov", "avg", "momentum", "adam")
 SCHEDULES = ("cosine", "constant")
 SCENARIO_NAMES = ("datacenter", "cross-region", "internet")
 # The paper's outer momentum of each algorithm, used when --outer-momentum is not given.
-OUTER_MOMENTUM = {"noloco": 0.5}  # NoLoCo's configs (arXiv 2506.10911); the rest: DiLoCo's 0.9
+# NoLoCo's configs (arXiv 2506.10911) and CO2's defaults [U] (arXiv 2401.16265); the rest: DiLoCo's.
+OUTER_MOMENTUM = {"noloco": 0.5, "co2": 0.5}
 RUNTIMES = ("simulator", "distributed")
 
 
@@ -82,6 +83,12 @@ class TrainConfig:
     outer_overlap: str = _opt("eager", "eager_diloco's outer step while the mean is in flight: "
                               "eager (local proxy) or delayed (one phase late)",
                               choices=OUTER_OVERLAPS, section="training")
+    co2_penalty: float = _opt(1.0, "co2: staleness gap penalty coefficient (0 switches it off)",
+                              section="training")
+    co2_clip_threshold: float = _opt(1.0, "co2: outer momentum norm clip threshold",
+                                     section="training")
+    co2_no_clip: bool = _opt(False, "co2: switch outer momentum clipping off (ablation)",
+                             section="training")
     codec: str = _opt("fp32", "wire codec of the all-reduced vectors, applied per ring chunk "
                       "with fp32 accumulation (noloco: of the exchanged vectors): fp32, fp16, "
                       "bf16, fp4 (4-bit E3M0), or a stateless codec spec",
@@ -162,6 +169,10 @@ def validate_train(c: TrainConfig) -> None:
          f"{c.outer_optimizer})")
     need(c.algorithm != "noloco" or c.workers >= 2,
          f"noloco pairs workers and needs workers >= 2; got {c.workers}")
+    need(math.isfinite(c.co2_penalty) and c.co2_penalty >= 0,
+         f"co2_penalty must be a finite number >= 0; got {c.co2_penalty}")
+    need(math.isfinite(c.co2_clip_threshold) and c.co2_clip_threshold > 0,
+         f"co2_clip_threshold must be a finite number > 0; got {c.co2_clip_threshold}")
     for name in ("zo_lr", "zo_epsilon", "zo_clip"):
         value = getattr(c, name)
         need(math.isfinite(value) and value > 0, f"{name} must be a finite number > 0; got "
