@@ -150,29 +150,61 @@ def _round(run: _Run, state: Any, t: int) -> tuple[Any, RoundRecord]:
     update, evaluation."""
     started = time.perf_counter()
     events_before = len(run.ledger)
-    cohort = (list(range(run.dataset.num_clients)) if t == 0 else
-              [int(c) for c in sample_cohort(run.dataset.num_clients,
-                                             run.settings.clients_per_round,
-                                             seed=run.settings.seed, round=t)])
+    cohort = round_cohort(run.dataset.num_clients, run.settings, t)
     messages = run.transport.broadcast(run.algorithm.server_message(state), cohort, round=t,
                                        channel="model", codec=run.algorithm.downlink_codec)
-    jobs = [(message, TaskKey(c, t, int(run.dataset.num_train[c]),
-                              None if run.store is None else run.store.get(c)))
+    jobs = [(message, task_key(run.dataset, run.store, c, t))
             for message, c in zip(messages, cohort, strict=True)]
     outputs = run.executor.run(run.algorithm, jobs, run.make_task)
     uploads = []
     for c, out in zip(cohort, outputs, strict=True):
-        step_flops = sum(n * run.flops.step((size, *run.dataset.input_shape))
-                         for size, n in out.steps.items())
-        run.ledger.record(ComputeEvent(t, client_name(c), step_flops, "train"))
+        run.ledger.record(ComputeEvent(t, client_name(c),
+                                       client_flops(run.flops, run.dataset, out.steps), "train"))
         if run.store is not None:
             run.store.put(c, out.state)
         uploads.append(run.transport.upload(out.payload, c, round=t, channel="update",
                                             codec=run.algorithm.uplink_codec))
-    state = run.algorithm.server_update(state, uploads)
-    record = _round_record(t, outputs, run.ledger, events_before, started)
-    if t % run.settings.eval_every == 0 or t == run.settings.rounds:
-        result = evaluate(run.model, state.params, run.test_x, run.test_y)
+    return conclude_round(run.algorithm, run.model, run.settings, state, uploads, t,
+                          [(o.train_loss, o.num_samples) for o in outputs], run.ledger,
+                          events_before, started, run.test_x, run.test_y)
+
+
+# The pieces of one round that every runtime shares (the simulator here, the torch.distributed
+# star runtime in lowcomm.runtime.distributed.star): one implementation of the round.
+
+def round_cohort(num_clients: int, settings: SimulationSettings, t: int) -> list[int]:
+    """Round t's cohort: every client in round 0, else `sample_cohort`'s seeded draw."""
+    if t == 0:
+        return list(range(num_clients))
+    return [int(c) for c in sample_cohort(num_clients, settings.clients_per_round,
+                                          seed=settings.seed, round=t)]
+
+
+def task_key(dataset: FederatedDataset, store: ClientStateStore | None, c: int,
+             t: int) -> TaskKey:
+    return TaskKey(c, t, int(dataset.num_train[c]), None if store is None else store.get(c))
+
+
+def client_flops(flops: FlopCounter, dataset: FederatedDataset, steps: dict[int, int]) -> int:
+    """Counted training FLOPs of a client's `steps` ({minibatch size: number of steps})."""
+    return sum(n * flops.step((size, *dataset.input_shape)) for size, n in steps.items())
+
+
+def conclude_round(algorithm: FederatedAlgorithm, model: ModelFn, settings: SimulationSettings,
+                   state: Any, uploads: list, t: int, losses: list[tuple[float, int]],
+                   ledger: Ledger, events_before: int, started: float, test_x: torch.Tensor,
+                   test_y: torch.Tensor) -> tuple[Any, RoundRecord]:
+    """The server update from the parsed `uploads` (cohort order), the round's record from
+    the ledger since `events_before` and the clients' `(train_loss, num_samples)`, and the
+    evaluation every `eval_every` rounds and at the last round."""
+    state = algorithm.server_update(state, uploads)
+    totals = ledger.totals(start=events_before)
+    samples = sum(n for _, n in losses)
+    train_loss = sum(loss * n for loss, n in losses) / samples if samples else float("nan")
+    record = RoundRecord(t, len(losses), train_loss, totals.bytes_up, totals.bytes_down,
+                         totals.flops, time.perf_counter() - started)
+    if t % settings.eval_every == 0 or t == settings.rounds:
+        result = evaluate(model, state.params, test_x, test_y)
         record = RoundRecord(**{**record.__dict__, "test_accuracy": result.accuracy,
                                 "test_loss": result.loss})
     return state, record
@@ -200,12 +232,3 @@ def task_maker(dataset: FederatedDataset, seed: int) -> Callable[[TaskKey], Clie
                                           purpose="client"), key.state)
 
     return make_task
-
-
-def _round_record(t: int, outputs, ledger: Ledger, events_before: int,
-                  started: float) -> RoundRecord:
-    new_events = ledger.totals(start=events_before)
-    samples = sum(o.num_samples for o in outputs)
-    train_loss = sum(o.train_loss * o.num_samples for o in outputs) / samples
-    return RoundRecord(t, len(outputs), train_loss, new_events.bytes_up, new_events.bytes_down,
-                       new_events.flops, time.perf_counter() - started)
