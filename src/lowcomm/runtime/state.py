@@ -69,6 +69,21 @@ class ClientStateStore:
         """Bytes held for rows (allocated capacity, which is at most about twice the used)."""
         return int(self._data.shape[0]) * self.row_size * 4
 
+    def snapshot(self) -> dict:
+        """The used rows and which client owns each, as plain copies (for checkpoints)."""
+        return {"rows": dict(self._rows), "data": self._data[: len(self._rows)].copy()}
+
+    def restore(self, snapshot: dict) -> None:
+        """Replace every row by those of `snapshot` (from `snapshot()`)."""
+        self._rows = {}
+        self._data = self._allocate(0)
+        data = snapshot["data"]
+        for client, row in sorted(snapshot["rows"].items(), key=lambda kv: kv[1]):
+            values = data[row]
+            self.put(client, {name: torch.from_numpy(values[off : off + size].copy())
+                              .view(self.fields[name])
+                              for name, (off, size) in self._offsets.items()})
+
     def get(self, client: int) -> dict[str, torch.Tensor] | None:
         """A copy of the client's state, or None if it has never been written."""
         row = self._rows.get(int(client))
