@@ -34,7 +34,7 @@ import json
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from dc_harness import Workload, append_result, done, mean_spread, run_one
+from dc_harness import Workload, append_result, done, mean_spread, plot_loss_curves, run_one
 from lowcomm.algorithms import adamw
 from lowcomm.algorithms.replicated import ddp, diloco, localsgd, outer_nesterov
 from lowcomm.compress import fp16
@@ -145,26 +145,7 @@ def report(path: str, plot: str | None) -> None:
 
 
 def _plot(rows, labels, path: str) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    for label in labels:
-        run = next(r for r in rows if r["label"] == label and r["seed"] == 0)
-        loss = [c["val_loss"] for c in run["curve"]]
-        axes[0].plot([c["bytes_sent"] / 1e6 for c in run["curve"]], loss, label=label)
-        axes[1].plot([c["modeled_seconds"]["cross-region"] for c in run["curve"]], loss,
-                     label=label)
-    axes[0].set(xscale="log", xlabel="MB sent, all workers (measured)",
-                ylabel="validation loss (nats/char)", title="loss vs bytes (seed 0)")
-    axes[1].set(xscale="log", xlabel="modeled seconds, cross-region (1 Gb/s, 30 ms/hop)",
-                title="loss vs modeled time (seed 0)")
-    axes[0].legend(fontsize=7)
-    fig.tight_layout()
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    print(f"wrote {path}")
+    plot_loss_curves(rows, labels, path)
 
 
 if __name__ == "__main__":

@@ -148,3 +148,28 @@ def mean_spread(values: list[float]) -> str:
     """'mean [v1, v2, v3]' with 3 decimals, for the docs tables."""
     mean = sum(values) / len(values)
     return f"{mean:.3f} [{', '.join(f'{v:.3f}' for v in values)}]"
+
+
+def plot_loss_curves(rows: list[dict[str, Any]], labels, path: str, *, dpi: int = 110) -> None:
+    """Seed 0's validation loss of each label against measured MB sent and against modeled
+    cross-region seconds, side by side, written to `path`."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for label in labels:
+        run = next(r for r in rows if r["label"] == label and r["seed"] == 0)
+        loss = [c["val_loss"] for c in run["curve"]]
+        axes[0].plot([c["bytes_sent"] / 1e6 for c in run["curve"]], loss, label=label)
+        axes[1].plot([c["modeled_seconds"]["cross-region"] for c in run["curve"]], loss,
+                     label=label)
+    axes[0].set(xscale="log", xlabel="MB sent, all workers (measured)",
+                ylabel="validation loss (nats/char)", title="loss vs bytes (seed 0)")
+    axes[1].set(xscale="log", xlabel="modeled seconds, cross-region (1 Gb/s, 30 ms/hop, "
+                "1 TFLOP/s workers)", title="loss vs modeled time (seed 0)")
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi)
+    print(f"wrote {path}")
