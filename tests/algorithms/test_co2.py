@@ -3,6 +3,7 @@ timeline, replicas stay identical, the penalty and the clip change the update, b
 
 from __future__ import annotations
 
+from dataclasses import replace
 from functools import cache
 
 import pytest
@@ -11,7 +12,8 @@ from tests.algorithms.replicated_runs import run, workload
 
 from lowcomm.algorithms import adamw
 from lowcomm.algorithms.replicated import co2, diloco
-from lowcomm.algorithms.replicated.co2 import clip_norm, staleness_factor
+from lowcomm.algorithms.replicated.base import Received, StepContext
+from lowcomm.algorithms.replicated.co2 import clip_elements, staleness_factor
 from lowcomm.cost import Accelerator, peer_traffic, scenario, timeline
 from lowcomm.cost.timeline import collective_seconds
 
@@ -57,12 +59,34 @@ def test_penalty_and_clip_change_the_update():
 
 
 def test_stabilisers_bound_and_shrink():
-    m = torch.tensor([3.0, 4.0])
-    assert float(clip_norm(m, 1.0).norm()) == pytest.approx(1.0)
-    assert torch.equal(clip_norm(m, 10.0), m)
+    m = torch.tensor([3.0, -4.0, 0.5])  # element-wise: the small element keeps its value
+    assert torch.equal(clip_elements(m, 1.0), torch.tensor([1.0, -1.0, 0.5]))
+    assert torch.equal(clip_elements(m, 10.0), m)
     delta, gap = torch.tensor([1.0, 0.0]), torch.tensor([0.0, 2.0])
     assert staleness_factor(delta, gap, 1.0) == pytest.approx(3.0)
     assert staleness_factor(delta, gap, 0.0) == 1.0
+
+
+def test_outer_step_matches_the_written_formula():
+    # m <- clip(beta*m + Delta/lambda, phi) element-wise; theta <- theta - alpha*m; the gap is
+    # theta^(t) - theta^(t-1). Hand-computed on a 3-vector, penalty 1, phi 0.5.
+    model = workload(2)[0]
+    algorithm = co2(model, inner_optimizer=INNER, outer_lr=2.0, outer_momentum=0.5,
+                    penalty=1.0, clip_threshold=0.5)
+    d = model.layout.size
+    state = algorithm.init(torch.zeros(d), 0, 2)
+    outer, previous = torch.zeros(d), torch.zeros(d)
+    outer[:3], previous[:3] = torch.tensor([1.0, 1.0, 1.0]), torch.tensor([1.0, 1.0, 0.0])
+    momentum = torch.zeros(d)
+    momentum[:3] = torch.tensor([0.4, -2.0, 0.0])
+    delta = torch.zeros(d)
+    delta[:3] = torch.tensor([0.0, 0.0, 1.0])  # ||gap|| = ||delta|| = 1: lambda = 2
+    state = replace(state, outer=outer, previous=previous, momentum=momentum)
+    ctx = StepContext(step=8, worker=0, workers=2, seed=0, generator=torch.Generator())
+    new = algorithm.receive(state, Received("outer_grad", 4, delta), ctx)
+    assert torch.allclose(new.momentum[:3], torch.tensor([0.2, -0.5, 0.5]))
+    assert torch.allclose(new.outer[:3], torch.tensor([0.6, 2.0, 0.0]))
+    assert torch.equal(new.previous, outer) and torch.equal(new.params, new.outer)
 
 
 @pytest.mark.parametrize(("kw", "message"), [

@@ -20,7 +20,8 @@ OUTER_OPTIMIZERS = ("nesterov", "avg", "momentum", "adam")
 SCHEDULES = ("cosine", "constant")
 SCENARIO_NAMES = ("datacenter", "cross-region", "internet")
 # The paper's outer momentum of each algorithm, used when --outer-momentum is not given.
-# NoLoCo's configs (arXiv 2506.10911) and CO2's defaults [U] (arXiv 2401.16265); the rest: DiLoCo's.
+# NoLoCo's configs (arXiv 2506.10911) and CO2's (the authors' fairscale port of arXiv 2401.16265;
+# the paper's per-experiment value is not stated); the rest: DiLoCo's.
 OUTER_MOMENTUM = {"noloco": 0.5, "co2": 0.5}
 RUNTIMES = ("simulator", "distributed")
 
@@ -85,7 +86,7 @@ class TrainConfig:
                               choices=OUTER_OVERLAPS, section="training")
     co2_penalty: float = _opt(1.0, "co2: staleness gap penalty coefficient (0 switches it off)",
                               section="training")
-    co2_clip_threshold: float = _opt(1.0, "co2: outer momentum norm clip threshold",
+    co2_clip_threshold: float = _opt(1.0, "co2: outer momentum clip threshold (element-wise clamp)",
                                      section="training")
     co2_no_clip: bool = _opt(False, "co2: switch outer momentum clipping off (ablation)",
                              section="training")

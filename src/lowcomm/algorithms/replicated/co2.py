@@ -8,21 +8,28 @@ stale). Two stabilisers, each switchable for ablations:
 - staleness gap penalty: the stale average Delta was computed against theta^(t-1) but is
   applied to theta^(t); the gap G = theta^(t) - theta^(t-1) shrinks the update,
   Delta <- Delta / lambda, lambda = 1 + penalty * ||G|| / ||Delta||  (penalty=0 switches it off);
-- outer momentum clipping: the outer momentum m is rescaled to norm <= clip_threshold
-  (clip=False switches it off).
-[U: the exact form of lambda and whether the clip acts on the norm or element-wise are this
-implementation's reading; the paper's algorithm box could not be checked in the time available.
-The defaults (outer_momentum 0.5, outer_lr 1.0, penalty 1.0, clip threshold 1.0) are those of
-the authors' fairscale port (reference card section 1.8), whose clip is a no-op bug; here the
-clip is applied.]
+- outer momentum clipping: every element of the outer momentum m is clamped to
+  [-clip_threshold, clip_threshold] (clip=False switches it off).
+What was checked (paper abstract and Fig. 1 caption, the ICLR 2024 reviews, the authors' fairscale
+port; see docs/training.md): the one-round-stale overlapped outer step; that the penalty is
+recomputed every outer step from the staleness gap and divides the new outer gradient before
+it enters the momentum (m <- beta*m + Delta/lambda); that the clip acts on the outer momentum
+after that update, with a threshold (phi); the clip is element-wise (the port calls
+torch.clamp(m, -phi, phi), though it drops the result); the port's defaults (outer_momentum
+0.5, outer_lr 1.0, penalty 1.0, clip threshold 1.0). [U: the exact lambda (here one scalar from
+a norm ratio; the paper's Lambda_t may be per element) was not readable in the stored sources,
+nor are the paper's own tau and outer lr per experiment (the reviews ask for them); the port
+uses a constant lambda = penalty and leaves the clip off by default; here it is on.]
 
 Paper notation -> code:
     tau local steps                -> `inner_steps`, `inner_optimizer` (AdamW)
     theta^(t) (global model)       -> `state.outer`, identical on every worker
     theta_{i,t} (local replica)    -> `state.params`
     Delta_i = theta^(t-1) - theta_i -> the posted all-reduce vector
-    m (outer momentum), beta, gamma -> `state.momentum`, `outer_momentum`, `outer_lr`
-    m <- beta*m + Delta/lambda; clip(m); theta^(t+1) = theta^(t) - gamma*m  -> `receive`
+    m (outer momentum), beta, alpha -> `state.momentum`, `outer_momentum`, `outer_lr`
+    Lambda_t (staleness penalty)    -> `staleness_factor(...)`, coefficient `penalty`
+    phi (clip threshold)            -> `clip_threshold`
+    m <- clip(beta*m + Delta/lambda, phi); theta^(t+1) = theta^(t) - alpha*m  -> `receive`
 Every worker applies the same stale mean with the same penalty and clip, so the outer models
 (what is served and hashed) stay bit-identical. Bytes equal DiLoCo's at H = tau: one
 all-reduce of d values per tau steps.
@@ -73,9 +80,9 @@ def staleness_factor(delta: torch.Tensor, gap: torch.Tensor, penalty: float) -> 
     return 1.0 if norm == 0.0 else 1.0 + penalty * float(gap.norm()) / norm
 
 
-def clip_norm(m: torch.Tensor, threshold: float) -> torch.Tensor:
-    norm = float(m.norm())
-    return m if norm <= threshold else m * (threshold / norm)
+def clip_elements(m: torch.Tensor, threshold: float) -> torch.Tensor:
+    """Every element of `m` clamped to [-threshold, threshold] (the authors' port's clamp)."""
+    return m.clamp(-threshold, threshold)
 
 
 def co2(model: ModelFn, *, inner_optimizer: Optimizer, inner_steps: int = 3,
@@ -111,7 +118,7 @@ def co2(model: ModelFn, *, inner_optimizer: Optimizer, inner_steps: int = 3,
         lam = staleness_factor(delta, state.outer - state.previous, pen) if pen > 0 else 1.0
         m = beta * state.momentum + delta / lam
         if clip:
-            m = clip_norm(m, threshold)
+            m = clip_elements(m, threshold)
         outer = state.outer - lr * m
         return CO2State(outer, state.outer.clone(), m, outer.clone(), state.inner_state)
 
