@@ -1,30 +1,38 @@
 import pytest
 import torch
 
-from lowcomm.runtime.checkpoint import Checkpoint, CheckpointError, load, options_hash, save
+from lowcomm.runtime.checkpoint import Checkpoint, CheckpointError, load, save
 from lowcomm.runtime.state import ClientStateStore
 
 
-def _ckpt(t: int) -> Checkpoint:
-    return Checkpoint(t, {"params": torch.arange(4.0) * t}, None, [], [], None)
+def _ckpt(t: int, seed: int = 0) -> Checkpoint:
+    return Checkpoint(t, {"params": torch.arange(4.0) * t}, None, [], [], None,
+                      {"seed": seed, "shape": (2, 3)}, seed)
 
 
 def test_round_trip_and_atomic_tmp_ignored(tmp_path):
-    h = options_hash({"seed": 0})
-    save(tmp_path / "last.ckpt", _ckpt(3), options=h)
+    save(tmp_path / "last.ckpt", _ckpt(3))
     (tmp_path / "last.ckpt.tmp").write_bytes(b"half a write")  # an interrupted later write
-    got = load(tmp_path, options=h)
+    got = load(tmp_path, options={"seed": 0, "shape": (2, 3)})  # tuples compare as saved lists
     assert got.next_round == 3 and torch.equal(got.state["params"], torch.arange(4.0) * 3)
+    assert got.source == tmp_path / "last.ckpt" and got.seed == 0
 
 
 def test_truncated_or_other_options_refused(tmp_path):
-    h = options_hash({"seed": 0})
-    path = save(tmp_path / "last.ckpt", _ckpt(2), options=h)
-    with pytest.raises(CheckpointError, match="other options"):
-        load(path, options=options_hash({"seed": 1}))
+    path = save(tmp_path / "last.ckpt", _ckpt(2))
+    with pytest.raises(CheckpointError, match=r"last\.ckpt was written by a run with other "
+                       r"options \(seed: 0 there, 1 here\)"):
+        load(path, options={"seed": 1, "shape": (2, 3)})
     path.write_bytes(path.read_bytes()[:-10])
     with pytest.raises(CheckpointError, match="corrupted or truncated"):
-        load(path, options=h)
+        load(path)
+
+
+def test_keep_rotates_the_older_files(tmp_path):
+    for t in (1, 2, 3):
+        save(tmp_path / "last.ckpt", _ckpt(t), keep=2)
+    assert [load(tmp_path / n).next_round for n in ("last.ckpt", "last.ckpt.1")] == [3, 2]
+    assert not (tmp_path / "last.ckpt.2").exists()
 
 
 def test_client_store_snapshot_restore():

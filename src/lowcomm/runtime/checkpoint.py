@@ -1,17 +1,27 @@
 """Checkpoints of a simulation: one file format, written atomically, checked on load.
 
 A checkpoint holds everything a run needs to continue exactly as if it had never stopped: the
-next round, the server state (model, optimizer and algorithm state), every client's saved state,
-the ledger so far and the round records so far. No RNG state is saved because the simulator holds
-none: every random stream is derived from `(seed, round, ...)` (see `lowcomm.core`), so a resumed
-round draws the same cohort and the same minibatches.
+next round, the server state (model, optimizer and algorithm state, including any server-side
+codec state such as EF21's estimate), every client's saved state (control variates,
+error-feedback residuals), the ledger so far, the round records so far and the options that
+determine the result.
+
+The RNG state: the simulator holds no mutable generator. Every random stream (cohort draws,
+minibatch order, stochastic rounding, FedAMD's anchor draws, the evaluation subset) is derived
+afresh from `(seed, round, client, purpose)` by `lowcomm.core.rng`, so the seed *is* the whole
+RNG state; the checkpoint stores it (`seed`), and a resumed round draws the same cohort, the same
+minibatches and the same rounding as the uninterrupted run.
 
 File layout: 8-byte magic, 32-byte SHA-256 of the body, body (`torch.save` of a dict). The body
-carries the format version and a hash of the run's options; `load` refuses a file whose magic,
-digest, version or options hash does not match, with a one-line error naming the file.
-Writing goes to a temporary file in the same directory, is fsynced, then `os.replace`d over the
-target, so a write that is killed leaves the previous checkpoint intact (and a stray `.tmp` file,
-which `load` never reads).
+carries the format version, the options and their hash; `load` refuses a file whose magic,
+digest, version or options do not match, with a one-line error naming the file (and, for other
+options, which ones differ). Writing goes to a temporary file in the same directory, is fsynced,
+then `os.replace`d over the target, so a write that is killed leaves the previous checkpoint
+intact (and a stray `.tmp` file, which `load` never reads).
+
+The small functions at the end are the save/resume steps a runtime calls (the simulator, and a
+star runtime's server): `round_checkpoint` + `save_round` after a round, `resume_point` to load,
+`check_options` and `restore` to continue.
 """
 
 from __future__ import annotations
@@ -20,13 +30,17 @@ import hashlib
 import io
 import json
 import os
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import torch
 
-VERSION = 1
+from lowcomm.cost.ledger import Ledger
+from lowcomm.runtime.state import ClientStateStore
+
+VERSION = 2
 MAGIC = b"LCCKPT01"
 LAST = "last.ckpt"
 
@@ -35,9 +49,14 @@ class CheckpointError(ValueError):
     """A checkpoint that cannot be used (missing, corrupted, other version or other options)."""
 
 
-def options_hash(options: dict[str, Any]) -> str:
+def plain_options(options: Mapping[str, Any]) -> dict[str, Any]:
+    """`options` as plain JSON values (tuples become lists), so saved and current compare."""
+    return json.loads(json.dumps(dict(options), sort_keys=True, default=str))
+
+
+def options_hash(options: Mapping[str, Any]) -> str:
     """A stable hash of the options that determine a run's result."""
-    text = json.dumps(options, sort_keys=True, default=str)
+    text = json.dumps(plain_options(options), sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -49,15 +68,23 @@ class Checkpoint:
     events: list  # the ledger's events so far
     records: list  # the RoundRecords so far
     initial: Any  # the initial Evaluation
+    options: dict[str, Any]  # what determines the result (plain JSON values)
+    seed: int  # every random stream derives from (seed, round, client, purpose): the RNG state
+    source: Path | None = field(default=None, compare=False)  # the file it was loaded from
 
 
-def save(path: str | Path, checkpoint: Checkpoint, *, options: str, keep: int = 1) -> Path:
+def save(path: str | Path, checkpoint: Checkpoint, *, keep: int = 1) -> Path:
     """Write `checkpoint` atomically to `path` (temp file, fsync, rename); with `keep` > 1 the
     previous files are kept as `path.1`, `path.2`, ... (oldest dropped)."""
+    if keep < 1:
+        raise ValueError(f"keep must be >= 1; got {keep}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    saved = {f.name: getattr(checkpoint, f.name) for f in fields(checkpoint) if f.name != "source"}
+    saved["options"] = plain_options(checkpoint.options)
     buffer = io.BytesIO()
-    torch.save({"version": VERSION, "options": options, **checkpoint.__dict__}, buffer)
+    torch.save({"version": VERSION, "options_hash": options_hash(saved["options"]), **saved},
+               buffer)
     body = buffer.getvalue()
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "wb") as f:
@@ -73,8 +100,9 @@ def save(path: str | Path, checkpoint: Checkpoint, *, options: str, keep: int = 
     return path
 
 
-def load(path: str | Path, *, options: str) -> Checkpoint:
-    """Read and check a checkpoint written by `save` for a run with the same `options` hash."""
+def load(path: str | Path, *, options: Mapping[str, Any] | None = None) -> Checkpoint:
+    """Read and check a checkpoint written by `save` (a file, or a directory's `last.ckpt`);
+    with `options`, also refuse one written by a run with other options."""
     path = Path(path)
     if path.is_dir():
         path = path / LAST
@@ -88,13 +116,94 @@ def load(path: str | Path, *, options: str) -> Checkpoint:
     if hashlib.sha256(body).digest() != raw[len(MAGIC) : head]:
         raise CheckpointError(f"checkpoint {path} is corrupted or truncated (digest mismatch)")
     data = torch.load(io.BytesIO(body), weights_only=False)
-    if data.pop("version") != VERSION:
+    if data.pop("version", None) != VERSION:
         raise CheckpointError(f"checkpoint {path} has another format version (want {VERSION})")
-    saved = data.pop("options")
-    if saved != options:
-        raise CheckpointError(f"checkpoint {path} was written by a run with other options "
-                              f"(hash {saved}, this run {options}); resume with the same options")
-    return Checkpoint(**data)
+    data.pop("options_hash")
+    checkpoint = Checkpoint(**data, source=path)
+    if options is not None:
+        check_options(checkpoint, options)
+    return checkpoint
+
+
+def check_options(checkpoint: Checkpoint, options: Mapping[str, Any]) -> None:
+    """Refuse a checkpoint written by a run with other options, naming the file and every
+    option that differs (its value there and here)."""
+    here = plain_options(options)
+    if options_hash(here) == options_hash(checkpoint.options):
+        return
+    there = checkpoint.options
+    diffs = [f"{k}: {there.get(k, '<absent>')!r} there, {here.get(k, '<absent>')!r} here"
+             for k in sorted(set(there) | set(here)) if there.get(k) != here.get(k)]
+    raise CheckpointError(f"checkpoint {checkpoint.source or '(in memory)'} was written by a run "
+                          f"with other options ({'; '.join(diffs)}); resume with the same options")
+
+
+@dataclass(frozen=True)
+class CheckpointPolicy:
+    """Write a checkpoint to `directory/last.ckpt` after every `every`-th round and after the
+    last one, keeping the `keep` newest files. `options` are what else determines the result
+    beyond what the runtime sees itself (e.g. the command-line config); they join the check."""
+
+    directory: str | Path
+    every: int = 1
+    keep: int = 1
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name in ("every", "keep"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"checkpoint {name} must be an integer >= 1; got {value!r}")
+
+    @property
+    def path(self) -> Path:
+        return Path(self.directory) / LAST
+
+    def due(self, t: int, *, last: bool) -> bool:
+        """Whether to write after round `t` (`last`: the run ends after it)."""
+        return last or t % self.every == 0
+
+
+def round_checkpoint(next_round: int, state: Any, *, store: ClientStateStore | None,
+                     ledger: Ledger, records: Sequence[Any], initial: Any,
+                     options: Mapping[str, Any], seed: int) -> Checkpoint:
+    """The checkpoint of a run whose rounds before `next_round` are done."""
+    return Checkpoint(next_round, state, None if store is None else store.snapshot(),
+                      list(ledger), list(records), initial, plain_options(options), seed)
+
+
+def save_round(policy: CheckpointPolicy | None, checkpoint: Checkpoint, *,
+               last: bool) -> Path | None:
+    """Save `checkpoint` (of the round just done) when `policy` says it is due."""
+    if policy is None or not policy.due(checkpoint.next_round - 1, last=last):
+        return None
+    return save(policy.path, checkpoint, keep=policy.keep)
+
+
+def resume_point(directory: str | Path, *, options: Mapping[str, Any] | None = None
+                 ) -> Checkpoint:
+    """The last checkpoint in `directory` (checked against `options` if given); a clear
+    `CheckpointError` when there is none."""
+    path = Path(directory) / LAST
+    if not path.is_file():
+        raise CheckpointError(f"no checkpoint to resume from in {directory} (no {LAST}); run "
+                              "without resume to start fresh")
+    return load(path, options=options)
+
+
+def restore(checkpoint: Checkpoint, *, ledger: Ledger, store: ClientStateStore | None) -> None:
+    """Put the checkpoint's events into the (empty) `ledger` and its client states into
+    `store`."""
+    if len(ledger):
+        raise ValueError(f"ledger must start empty to restore into; it holds {len(ledger)} "
+                         "events")
+    if (store is None) != (checkpoint.client_states is None):
+        has, keeps = ("has", "does not keep") if store is None else ("lacks", "keeps")
+        raise CheckpointError(f"checkpoint {checkpoint.source} {has} client states that this "
+                              f"algorithm {keeps}")
+    ledger.extend(checkpoint.events)
+    if store is not None:
+        store.restore(checkpoint.client_states)
 
 
 def _fsync_dir(directory: Path) -> None:

@@ -9,10 +9,19 @@ identical parameters and an identical ledger.
 An algorithm with `initial_full_round` (FedAMD) first runs round 0 with every client, in id order,
 before the `rounds` training rounds; it is recorded, priced and reported like any other round, so
 its cost is never hidden.
+
+With a `CheckpointPolicy`, a checkpoint is written after every k-th round and the last; with
+`resume` (a loaded `Checkpoint`), the run continues after the checkpoint's round and ends with
+the same parameters (bit for bit), ledger events and records (but their measured
+`simulator_seconds`) as the uninterrupted run. The checkpoint must come from a run with the same
+`checkpoint_options` (settings, algorithm and its hyperparameters, dataset, initial parameters,
+execution strategy, which may differ in float summation order).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,6 +36,14 @@ from lowcomm.cost.flops import FlopCounter
 from lowcomm.cost.ledger import ComputeEvent, Ledger, client_name
 from lowcomm.data import FederatedDataset
 from lowcomm.models import ModelFn
+from lowcomm.runtime.checkpoint import (
+    Checkpoint,
+    CheckpointPolicy,
+    check_options,
+    restore,
+    round_checkpoint,
+    save_round,
+)
 from lowcomm.runtime.evaluate import Evaluation, evaluate
 from lowcomm.runtime.execution import Executor, TaskKey, auto
 from lowcomm.runtime.state import ClientStateStore
@@ -89,18 +106,20 @@ def simulate(algorithm: FederatedAlgorithm, dataset: FederatedDataset, model: Mo
              executor: Executor | None = None,
              on_round: Callable[[RoundRecord], None] | None = None,
              tap: WireTap | None = None, ledger: Ledger | None = None,
-             until: Callable[[RoundRecord], bool] | None = None) -> SimulationResult:
+             until: Callable[[RoundRecord], bool] | None = None,
+             checkpoint: CheckpointPolicy | None = None,
+             resume: Checkpoint | None = None) -> SimulationResult:
     """Run `settings.rounds` rounds of `algorithm` from `params`; see the module docstring.
 
     Pass an empty `ledger` to keep the events recorded so far if the run is interrupted. With
     `until`, the run stops after the first round whose record satisfies it (e.g. a target
-    accuracy), so `rounds` is then an upper bound.
+    accuracy), so `rounds` is then an upper bound. `checkpoint` writes checkpoints; `resume`
+    continues from one (its rounds are not passed to `on_round` again).
     """
     if settings.clients_per_round > dataset.num_clients:
         raise ValueError(f"clients_per_round ({settings.clients_per_round}) exceeds the number "
                          f"of clients ({dataset.num_clients})")
-    executor = (executor or auto()).resolve(
-        algorithm, flops.step((1, *dataset.input_shape)))  # counted train FLOPs per sample
+    executor = resolve_executor(algorithm, dataset, flops, executor)
     ledger = Ledger() if ledger is None else ledger
     if len(ledger):
         raise ValueError(f"ledger must start empty; it holds {len(ledger)} events")
@@ -110,21 +129,60 @@ def simulate(algorithm: FederatedAlgorithm, dataset: FederatedDataset, model: Mo
     state = algorithm.init(params)
     run = _Run(algorithm, dataset, model, flops, settings, executor, transport, ledger, store,
                *eval_set(dataset, settings), task_maker(dataset, settings.seed))
-    initial = evaluate(model, state.params, run.test_x, run.test_y)
-    records: list[RoundRecord] = []
-    try:
+    options = checkpoint_options(algorithm, dataset, params, settings, executor.name,
+                                 checkpoint)
+    if resume is None:
+        initial = evaluate(model, state.params, run.test_x, run.test_y)
+        records: list[RoundRecord] = []
         first = 0 if algorithm.initial_full_round else 1  # round 0: every client, once
+    else:
+        check_options(resume, options)
+        restore(resume, ledger=ledger, store=store)
+        state, initial, records, first = (resume.state, resume.initial, list(resume.records),
+                                          resume.next_round)
+        if until is not None and records and until(records[-1]):
+            first = settings.rounds + 1  # the checkpointed run had already stopped
+    try:
         for t in range(first, settings.rounds + 1):
             state, record = _round(run, state, t)
             records.append(record)
+            stop = until is not None and until(record)
+            if checkpoint is not None:  # before the callback: a failing callback loses no round
+                save_round(checkpoint, round_checkpoint(
+                    t + 1, state, store=store, ledger=ledger, records=records, initial=initial,
+                    options=options, seed=settings.seed), last=stop or t == settings.rounds)
             if on_round is not None:
                 on_round(record)
-            if until is not None and until(record):
+            if stop:
                 break
     finally:
         executor.close()
     return SimulationResult(state.params, state, ledger, initial, tuple(records), executor.name,
                             store)
+
+
+def resolve_executor(algorithm: FederatedAlgorithm, dataset: FederatedDataset,
+                     flops: FlopCounter, executor: Executor | None) -> Executor:
+    """The execution strategy that runs (`auto()` by default), chosen from the counted train
+    FLOPs per sample."""
+    return (executor or auto()).resolve(algorithm, flops.step((1, *dataset.input_shape)))
+
+
+def checkpoint_options(algorithm: FederatedAlgorithm, dataset: FederatedDataset,
+                       params: torch.Tensor, settings: SimulationSettings, execution: str,
+                       policy: CheckpointPolicy | None = None) -> dict[str, Any]:
+    """What determines a simulation's result, for the checkpoint check: the settings (but the
+    state file's location), the algorithm, its codecs and hyperparameters, the dataset's
+    summary, a SHA-256 of the initial parameters, the execution strategy and the policy's
+    own `options` (e.g. the command-line config)."""
+    digest = hashlib.sha256(params.detach().contiguous().numpy().tobytes()).hexdigest()
+    settings_options = {k: v for k, v in dataclasses.asdict(settings).items()
+                        if k != "state_path"}
+    return {**(dict(policy.options) if policy is not None else {}),
+            "settings": settings_options, "algorithm": algorithm.name,
+            "hyperparams": algorithm.hyperparams, "uplink_codec": algorithm.uplink_codec,
+            "downlink_codec": algorithm.downlink_codec, "dataset": dataset.describe(),
+            "initial_params_sha256": digest, "execution": execution}
 
 
 @dataclass(frozen=True)
