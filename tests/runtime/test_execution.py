@@ -94,6 +94,11 @@ def test_auto_picks_by_counted_flops_and_falls_back_when_it_cannot_vmap(skewed_c
     assert auto().resolve(algorithm, 1_000_000).name == "sequential"
     heavy = "processes" if len(os.sched_getaffinity(0)) >= 2 else "sequential"
     assert auto().resolve(algorithm, 100_000_000).name == heavy
+    # one core (a rank of a distributed run): never worker processes
+    assert auto(cores=1).resolve(algorithm, 100_000_000).name == "sequential"
+    assert auto(cores=2).resolve(algorithm, 100_000_000).name == "processes"
+    with pytest.raises(ValueError, match="cores must be >= 1"):
+        auto(cores=0)
     with pytest.raises(ValueError, match="cannot be vmapped"):
         vectorized().run(algorithm, [], None)
 

@@ -114,8 +114,12 @@ VECTORIZE_BELOW_FLOPS = 200_000  # train FLOPs per sample (see the module docstr
 PROCESSES_FROM_FLOPS = 10_000_000
 
 
-def auto(*, memory_budget_bytes: int = 1 << 30) -> Executor:
-    """Vectorized for tiny models, processes for heavy ones, sequential in between."""
+def auto(*, memory_budget_bytes: int = 1 << 30, cores: int | None = None) -> Executor:
+    """Vectorized for tiny models, processes for heavy ones, sequential in between. `cores` is
+    how many cores the clients may use (default: this process's CPU affinity); a rank of a
+    distributed run, one process per core already, passes 1 so it never forks workers."""
+    if cores is not None and cores < 1:
+        raise ValueError(f"cores must be >= 1 or None; got {cores}")
     fast, reference = vectorized(memory_budget_bytes=memory_budget_bytes), sequential()
     chosen: dict[tuple[int, int], Executor] = {}
 
@@ -124,12 +128,12 @@ def auto(*, memory_budget_bytes: int = 1 << 30) -> Executor:
         if key not in chosen:
             from lowcomm.runtime.processes import processes  # it imports this module
 
-            cores = len(os.sched_getaffinity(0))
+            usable = len(os.sched_getaffinity(0)) if cores is None else cores
             tiny = (train_flops_per_sample < VECTORIZE_BELOW_FLOPS
                     and algorithm.client_update_batch is not None)
             if tiny:
-                chosen[key] = processes(vectorize=True) if cores >= 2 else fast
-            elif train_flops_per_sample >= PROCESSES_FROM_FLOPS and cores >= 2:
+                chosen[key] = processes(vectorize=True) if usable >= 2 else fast
+            elif train_flops_per_sample >= PROCESSES_FROM_FLOPS and usable >= 2:
                 chosen[key] = processes()
             else:
                 chosen[key] = reference
