@@ -161,8 +161,10 @@ def _verdicts(group: dict, mean: dict) -> None:
         base = "4 blocks: diloco" if label.startswith("4 blocks") else "diloco"
         extra = by(label, "bytes_total") - by(base, "bytes_total")
         ratio = by(base, "peak_sync_nbytes") / by(label, "peak_sync_nbytes")
-        print(f"(7a) {label}: total bytes {by(label, 'bytes_total'):,} = {base} + {extra:,} "
-              f"(headers of the extra all-reduces); peak ratio {ratio:.3f}")
+        what = ("4-bit payloads: fewer bytes, not the fp32 header check; see 7c"
+                if label.endswith("fp4") else "headers of the extra all-reduces")
+        print(f"(7a) {label}: total bytes {by(label, 'bytes_total'):,} = {base} "
+              f"{'+' if extra >= 0 else '-'} {abs(extra):,} ({what}); peak ratio {ratio:.3f}")
     for label in [k for k in group if k.startswith("streaming") and not k.endswith("fp4")]:
         gap = mean[label] / mean["diloco"] - 1
         print(f"(7b) {label}: {100 * gap:+.2f} % vs diloco -> "
