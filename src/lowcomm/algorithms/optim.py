@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 
 
@@ -45,6 +46,41 @@ def map_state(fn: Callable[..., torch.Tensor], *states: Any) -> Any:
     return dataclasses.replace(first, **{
         f.name: map_state(fn, *(getattr(s, f.name) for s in states))
         for f in dataclasses.fields(first)})
+
+
+def state_arrays(prefix: str, state: Any) -> dict[str, torch.Tensor]:
+    """An optimizer state's tensors by dotted name (`prefix`, `prefix.field`, ...), for a
+    `Payload`; None has none. `state_from_arrays` reverses it."""
+    if state is None:
+        return {}
+    if isinstance(state, torch.Tensor):
+        return {prefix: state}
+    out: dict[str, torch.Tensor] = {}
+    for f in dataclasses.fields(state):
+        out.update(state_arrays(f"{prefix}.{f.name}", getattr(state, f.name)))
+    return out
+
+
+def state_from_arrays(prefix: str, template: Any, arrays: Any) -> Any:
+    """A state shaped like `template` holding copies of `arrays[name]` (a `Payload` or a
+    mapping of tensors, named as by `state_arrays`); a missing or misshapen array is a
+    `ValueError` naming it."""
+    if template is None:
+        return None
+    if isinstance(template, torch.Tensor):
+        if prefix not in arrays:
+            raise ValueError(f"optimizer state array {prefix!r} is missing")
+        value = arrays[prefix]
+        value = value.clone() if isinstance(value, torch.Tensor) else \
+            torch.from_numpy(np.array(value, copy=True))
+        if value.shape != template.shape or value.dtype != template.dtype:
+            raise ValueError(f"optimizer state array {prefix!r} is {value.dtype}"
+                             f"{list(value.shape)}; expected {template.dtype}"
+                             f"{list(template.shape)}")
+        return value
+    return dataclasses.replace(template, **{
+        f.name: state_from_arrays(f"{prefix}.{f.name}", getattr(template, f.name), arrays)
+        for f in dataclasses.fields(template)})
 
 
 @dataclass(frozen=True)

@@ -81,10 +81,11 @@ class Planned:
     descriptor: str
 
 
-def members(post: Any, w: int, workers: int) -> tuple[int, ...]:
-    """The sorted workers of the collective worker w's `post` joins."""
+def members(post: Any, w: int, live: tuple[int, ...]) -> tuple[int, ...]:
+    """The sorted workers of the collective worker w's `post` joins; `live` is every worker
+    taking part in the step, sorted (`range(p)` unless membership is elastic)."""
     if isinstance(post, Exchange):
-        if not 0 <= post.peer < workers or post.peer == w:
+        if post.peer not in live or post.peer == w:
             raise ValueError(f"worker {w} cannot exchange with peer {post.peer}")
         return tuple(sorted((w, post.peer)))
     if isinstance(post, AllReduce) and post.group is not None:
@@ -92,14 +93,14 @@ def members(post: Any, w: int, workers: int) -> tuple[int, ...]:
             raise ValueError(f"worker {w} posted an all-reduce for group {post.group} "
                              "that does not include it")
         return tuple(sorted(post.group))
-    return tuple(range(workers))
+    return live
 
 
-def plan(post: Any, w: int, workers: int, t: int) -> Planned:
-    """What worker w's `post` at step t joins (see `Planned`)."""
-    group = members(post, w, workers)
+def plan(post: Any, w: int, live: tuple[int, ...], t: int) -> Planned:
+    """What worker w's `post` at step t joins (see `Planned`) among the `live` workers."""
+    group = members(post, w, live)
     kind = KINDS[type(post)]
-    channel = post.channel if len(group) == workers else \
+    channel = post.channel if group == live else \
         f"{post.channel}@{'-'.join(map(str, group))}"
     order, codec, extra = group, "payload", ""
     if isinstance(post, AllReduce):

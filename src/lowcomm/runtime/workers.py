@@ -8,6 +8,11 @@ its counted FLOPs, then resolve the posted collectives among the workers as real
 last step, results still in flight are delivered (the run waits for its communication), so the
 final models include them. Every `eval_every` steps the served models are evaluated on the
 held-out set and hashed. The same seed gives identical parameters and an identical ledger.
+
+With a `membership` (`lowcomm.runtime.membership`), workers join and leave between outer steps
+(`lowcomm.runtime.elastic`): only the live workers step and take part in collectives, a joiner
+receives the current shared state over a measured `join-state` broadcast, and every record
+hashes the live replicas.
 """
 
 from __future__ import annotations
@@ -32,7 +37,16 @@ from lowcomm.cost.flops import FlopCounter
 from lowcomm.cost.ledger import Ledger
 from lowcomm.models import ModelFn
 from lowcomm.runtime.collectives import PeerTransport, WireTap, run_lockstep
+from lowcomm.runtime.elastic import (
+    Boundary,
+    boundary,
+    check_membership,
+    join_post,
+    joined_state,
+    static_membership,
+)
 from lowcomm.runtime.evaluate import Evaluation, evaluate
+from lowcomm.runtime.membership import Membership
 from lowcomm.runtime.replicas import (
     Inbox,
     Planned,
@@ -75,11 +89,11 @@ class TrainingSettings:
 @dataclass(frozen=True)
 class StepRecord:
     step: int
-    train_loss: float  # mean minibatch loss over workers and steps since the last record
-    val_loss: float | None  # worker 0's served model on the held-out set
+    train_loss: float  # mean minibatch loss over live workers and steps since the last record
+    val_loss: float | None  # the lowest-id live worker's served model on the held-out set
     val_accuracy: float | None
-    replicas_identical: bool  # every worker's served model has the same hash
-    replica_spread: float  # max_w ||model_w - model_0||_2
+    replicas_identical: bool  # every live worker's served model has the same hash
+    replica_spread: float  # max_w ||model_w - model_first||_2 over the live workers
     bytes_sent: int  # measured, all workers, since the last record
     flops: int  # counted, all workers, since the last record
     simulator_seconds: float  # measured wall-clock of this process since the last record
@@ -87,41 +101,48 @@ class StepRecord:
 
 @dataclass(frozen=True)
 class TrainingResult:
-    models: tuple[torch.Tensor, ...]  # [d] each worker's final served model
+    models: tuple[torch.Tensor, ...]  # [d] each live worker's final served model
     states: tuple[Any, ...]
     ledger: Ledger
     records: tuple[StepRecord, ...]
     initial_val_loss: float
+    workers: tuple[int, ...] = ()  # the ids of `models`: the workers live at the end
 
 
 def train_workers(algorithm: ReplicatedAlgorithm, data: WorkerData, model: ModelFn,
                   params: torch.Tensor, flops: FlopCounter, settings: TrainingSettings, *,
                   on_record: Callable[[StepRecord], None] | None = None,
                   on_step: Callable[[int], None] | None = None, tap: WireTap | None = None,
-                  ledger: Ledger | None = None) -> TrainingResult:
-    """Run `settings.steps` inner steps of `algorithm` on `settings.workers` workers."""
+                  ledger: Ledger | None = None, membership: Membership | None = None
+                  ) -> TrainingResult:
+    """Run `settings.steps` inner steps of `algorithm` on `settings.workers` workers (or, with
+    `membership`, on the workers it makes live in each step; `data` then needs a shard for
+    each of its `total_ids` workers)."""
     p, seed = settings.workers, settings.seed
-    algorithm.check_workers(p)
+    membership = membership or static_membership(p, settings.steps)
+    check_membership(algorithm, membership, workers=p, steps=settings.steps)
     ledger = Ledger() if ledger is None else ledger
     if len(ledger):
         raise ValueError(f"ledger must start empty; it holds {len(ledger)} events")
     transport = PeerTransport(ledger, tap=tap)
-    states = [algorithm.init(params, w, p) for w in range(p)]
+    live = membership.live_at(0)
+    states = {w: algorithm.init(params, w, p) for w in live}
     inbox = Inbox()
 
     def deliver(t: int, ctx_step: int) -> None:
         for w, received in inbox.take(t):
-            states[w] = algorithm.receive(states[w], received, step_context(seed, ctx_step, w, p))
+            states[w] = algorithm.receive(states[w], received,
+                                          step_context(seed, ctx_step, w, len(live)))
 
-    initial = evaluate(model, algorithm.model(states[0]), data.val_x, data.val_y)
+    initial = evaluate(model, algorithm.model(states[live[0]]), data.val_x, data.val_y)
     records: list[StepRecord] = []
     window = Window()
     for t in range(1, settings.steps + 1):
         deliver(t, t)
         posts = {}
-        for w in range(p):
+        for w in live:
             out = algorithm.step(states[w], data.sample(w, batch_generator(seed, t, w)),
-                                 step_context(seed, t, w, p))
+                                 step_context(seed, t, w, len(live)))
             states[w] = out.state
             ledger.extend(compute_events(flops, data.input_shape, t, w, out))
             posts[w] = out.posts
@@ -129,13 +150,16 @@ def train_workers(algorithm: ReplicatedAlgorithm, data: WorkerData, model: Model
         for ready, w, received in resolve(transport, posts, t, seed):
             inbox.put(ready, w, received)
         deliver(t + 1, t + 1)  # due before step t+1: nothing happens in between, so apply now
+        change = boundary(membership, t)
+        if change is not None:
+            live = _change_membership(algorithm, params, transport, states, inbox, change, seed)
         if on_step is not None:
             on_step(t)
         if t % settings.eval_every == 0 or t == settings.steps:
             if t == settings.steps:
                 for pending in inbox.pending():  # the run waits for what is still in flight
                     deliver(pending, settings.steps + 1)
-            served = [algorithm.model(s) for s in states]
+            served = [algorithm.model(states[w]) for w in live]
             totals = ledger.totals(start=window.start_event)
             record = window.close(t, losses=window.losses, bytes_sent=totals.bytes_total,
                                   flops=totals.flops,
@@ -145,8 +169,26 @@ def train_workers(algorithm: ReplicatedAlgorithm, data: WorkerData, model: Model
             records.append(record)
             if on_record is not None:
                 on_record(record)
-    return TrainingResult(tuple(algorithm.model(s) for s in states), tuple(states), ledger,
-                          tuple(records), initial.loss)
+    return TrainingResult(tuple(algorithm.model(states[w]) for w in live),
+                          tuple(states[w] for w in live), ledger, tuple(records), initial.loss,
+                          live)
+
+
+def _change_membership(algorithm: ReplicatedAlgorithm, params: torch.Tensor,
+                       transport: PeerTransport, states: dict[int, Any], inbox: Inbox,
+                       change: Boundary, seed: int) -> tuple[int, ...]:
+    """Apply the boundary (`lowcomm.runtime.elastic`) to `states`; the new live workers."""
+    if inbox.pending():
+        raise ValueError(f"membership changes after step {change.step}, but collective "
+                         f"results due before steps {inbox.pending()} are still in flight")
+    if change.joiners:
+        posts = {w: (join_post(algorithm, states.get(w), w, change),) for w in change.group}
+        for _, w, received in resolve(transport, posts, change.step, seed):
+            if w != change.root:
+                states[w] = joined_state(algorithm, params, w, change, received)
+    for w in change.leavers:
+        del states[w]
+    return change.after
 
 
 class Window:
@@ -182,15 +224,15 @@ def resolve(transport: PeerTransport, posts: dict[int, tuple], t: int, seed: int
     order and a collective runs when all its members reach it, so the orders in which the
     workers post must not contradict each other (they would deadlock); this is checked here.
     Each worker receives its results in the order it posted them."""
-    workers = len(posts)
+    live = tuple(sorted(posts))
     groups: dict[tuple, dict[int, Any]] = defaultdict(dict)
     for w, worker_posts in posts.items():
         for post in worker_posts:
-            key = plan(post, w, workers, t).key
+            key = plan(post, w, live, t).key
             if w in groups[key]:
                 raise ValueError(f"worker {w} posted {key[0]} {post.channel!r} twice at step {t}")
             groups[key][w] = post
-    _check_acyclic({w: [plan(post, w, workers, t).key for post in worker_posts]
+    _check_acyclic({w: [plan(post, w, live, t).key for post in worker_posts]
                     for w, worker_posts in posts.items()}, t)
     results: dict[tuple, tuple[int, dict[int, Any]]] = {}
     for key, by_worker in groups.items():
@@ -203,13 +245,13 @@ def resolve(transport: PeerTransport, posts: dict[int, tuple], t: int, seed: int
         if len(delays) != 1:
             raise ValueError(f"step {t}: {kind} {channel!r} has mixed delay_steps {delays}")
         first = by_worker[members[0]]
-        planned = plan(first, members[0], workers, t)
+        planned = plan(first, members[0], live, t)
         _check_agreement(kind, channel, by_worker, t)
         results[key] = planned.ready, _run(transport, planned, by_worker, t, seed)
     out = []  # each worker receives its results in the order it posted them
     for w, worker_posts in posts.items():
         for post in worker_posts:
-            ready, values = results[plan(post, w, workers, t).key]
+            ready, values = results[plan(post, w, live, t).key]
             out.append((ready, w, Received(post.channel, t, values[w])))
     return out
 

@@ -16,6 +16,13 @@ before the very next step (blocking), k > 0 means the communication may overlap 
 of compute. The runtime moves every contribution as real serialized bytes, records the ledger
 and models the overlap (`lowcomm.cost.timeline`); the algorithm never sees transport, bytes or
 time. The same definition can therefore run in the simulator or over real processes.
+
+Elastic membership (workers joining and leaving between outer steps,
+`lowcomm.runtime.membership`) needs two more functions, which only algorithms whose replicas
+hold identical state after every sync declare: `shared(state) -> Payload`, the part of a
+worker's state every live replica holds identically at a sync boundary (DiLoCo: the global
+model and the outer optimizer's state), which a live worker sends a joiner; and
+`adopt(state, payload) -> state`, a freshly initialised worker's state made to hold it.
 """
 
 from __future__ import annotations
@@ -137,6 +144,13 @@ class ReplicatedAlgorithm:
     num_params: int
     overlap: str  # one line: which communication overlaps which computation
     min_workers: int = 1
+    shared: Callable[[Any], Payload] | None = None  # elastic membership (module docstring)
+    adopt: Callable[[Any, Payload], Any] | None = None
+
+    @property
+    def elastic(self) -> bool:
+        """Whether workers may join and leave between syncs (`shared` and `adopt` given)."""
+        return self.shared is not None and self.adopt is not None
 
     def check_workers(self, workers: int) -> None:
         if not isinstance(workers, int) or workers < self.min_workers:

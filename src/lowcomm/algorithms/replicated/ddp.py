@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from lowcomm.algorithms.base import describe_optimizer
-from lowcomm.algorithms.optim import Optimizer
+from lowcomm.algorithms.optim import Optimizer, state_arrays, state_from_arrays
 from lowcomm.algorithms.replicated.base import (
     AllReduce,
     Received,
@@ -29,6 +29,7 @@ from lowcomm.algorithms.replicated.base import (
 )
 from lowcomm.algorithms.replicated.inner import gradient
 from lowcomm.compress import Codec, fp32
+from lowcomm.core import Payload
 from lowcomm.models import ModelFn
 
 
@@ -56,9 +57,17 @@ def ddp(model: ModelFn, *, optimizer: Optimizer, codec: Codec | None = None
         params, opt_state = optimizer.apply(state.params, received.value, state.opt_state)
         return DDPState(params, opt_state)
 
+    def shared(state: DDPState) -> Payload:  # every replica holds theta and Opt's state
+        return Payload({"params": state.params, **state_arrays("opt_state", state.opt_state)})
+
+    def adopt(state: DDPState, payload: Payload) -> DDPState:
+        return DDPState(payload.tensor("params"),
+                        state_from_arrays("opt_state", state.opt_state, payload))
+
     return ReplicatedAlgorithm(
         name="ddp", hyperparams={"optimizer": describe_optimizer(optimizer),
                                  "codec": codec.name},
         init=init, step=step, receive=receive, model=lambda s: s.params,
         num_params=model.layout.size,
-        overlap="none: the gradient all-reduce blocks the next step")
+        overlap="none: the gradient all-reduce blocks the next step",
+        shared=shared, adopt=adopt)

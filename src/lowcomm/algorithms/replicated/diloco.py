@@ -15,9 +15,11 @@ Algorithm 1, paper notation -> code:
     theta^(t) = OuterOpt(theta^(t-1), Delta) -> `receive`; OuterOpt = SGD(lr 0.7, momentum 0.9,
                                               Nesterov) in the paper, PyTorch's convention
 A sync happens after every H-th inner step (global steps H, 2H, ...); the replica restarts from
-the new theta. Bytes: one all-reduce of d values per H steps, so exactly H times fewer than
-data-parallel training at the same wire codec; `codec=fp16()` sends the outer gradients in half
-precision (OpenDiLoCo, Jaghouar et al. 2024, arXiv 2407.07852) while the ring accumulates in fp32.
+the new theta. Elastic membership: every replica holds the same theta and OuterOpt state after
+a sync, so a joiner receives exactly those (`shared`) and starts its own InnerOpt afresh.
+Bytes: one all-reduce of d values per H steps, so exactly H times fewer than data-parallel
+training at the same wire codec; `codec=fp16()` sends the outer gradients in half precision
+(OpenDiLoCo, Jaghouar et al. 2024, arXiv 2407.07852) while the ring accumulates in fp32.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from typing import Any
 import torch
 
 from lowcomm.algorithms.base import describe_optimizer
-from lowcomm.algorithms.optim import Optimizer, sgd
+from lowcomm.algorithms.optim import Optimizer, sgd, state_arrays, state_from_arrays
 from lowcomm.algorithms.replicated.base import (
     AllReduce,
     Received,
@@ -39,6 +41,7 @@ from lowcomm.algorithms.replicated.base import (
 )
 from lowcomm.algorithms.replicated.inner import inner_step
 from lowcomm.compress import Codec, fp32
+from lowcomm.core import Payload
 from lowcomm.models import ModelFn
 
 
@@ -82,13 +85,22 @@ def diloco(model: ModelFn, *, inner_optimizer: Optimizer, inner_steps: int = 500
         outer, outer_state = outer_opt.apply(state.outer, received.value, state.outer_state)
         return DiLoCoState(outer, outer_state, outer.clone(), state.inner_state)
 
+    def shared(state: DiLoCoState) -> Payload:  # what a joiner receives: theta and OuterOpt
+        return Payload({"outer": state.outer, **state_arrays("outer_state", state.outer_state)})
+
+    def adopt(state: DiLoCoState, payload: Payload) -> DiLoCoState:
+        outer = payload.tensor("outer")  # the joiner's InnerOpt state stays its own (fresh)
+        outer_state = state_from_arrays("outer_state", state.outer_state, payload)
+        return DiLoCoState(outer, outer_state, outer.clone(), state.inner_state)
+
     return ReplicatedAlgorithm(
         name="diloco",
         hyperparams={"inner_steps": h, "inner_optimizer": describe_optimizer(inner_optimizer),
                      "outer_optimizer": describe_optimizer(outer_opt), "codec": codec.name},
         init=init, step=step, receive=receive, model=lambda s: s.outer,
         num_params=model.layout.size,
-        overlap="none: the outer-gradient all-reduce blocks the next inner phase")
+        overlap="none: the outer-gradient all-reduce blocks the next inner phase",
+        shared=shared, adopt=adopt)
 
 
 def localsgd(model: ModelFn, *, inner_optimizer: Optimizer, inner_steps: int,

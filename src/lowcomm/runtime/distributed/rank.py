@@ -128,7 +128,7 @@ def run_posts(transport: RankTransport, log: RankLog, posts: tuple, *, t: int, s
     me, p = transport.rank, transport.world_size
     seen, out = set(), []
     for post in posts:
-        planned = plan(post, me, p, t)
+        planned = plan(post, me, tuple(range(p)), t)
         if planned.key in seen:
             raise ValueError(f"worker {me} posted {planned.key[0]} {post.channel!r} twice at "
                              f"step {t}")
