@@ -28,6 +28,7 @@ K_STEPS = (*CONTROLLED, "fedamd")  # algorithms that run exactly K local steps
 SERVER_OPTIMIZERS = ("avg", "momentum", "nesterov", "adam")
 NETWORKS = ("constant", "lognormal", "flash", "mobile")
 EXECUTIONS = ("auto", "sequential", "vectorized", "processes")
+RUNTIMES = ("simulator", "distributed")
 
 
 class ConfigError(ValueError):
@@ -37,6 +38,27 @@ class ConfigError(ValueError):
 def _opt(default: Any, help: str, *, choices: tuple[str, ...] | None = None,
          section: str) -> Any:
     return field(default=default, metadata={"help": help, "choices": choices, "section": section})
+
+
+# The options of a rank of a torch.distributed run, shared by `lowcomm run` and `lowcomm train`
+# (a fresh field for each config class; `role` says what one rank is in that command).
+
+def runtime_option(role: str) -> Any:
+    return _opt("simulator", f"simulator: the whole run in this process; distributed: this "
+                f"process is one rank ({role}) of a torch.distributed run over gloo, started "
+                "by `lowcomm launch` or torchrun, which set RANK, WORLD_SIZE, MASTER_ADDR, "
+                "MASTER_PORT and LOWCOMM_TOKEN", choices=RUNTIMES, section="runtime")
+
+
+def bind_address_option() -> Any:
+    return _opt("127.0.0.1", "distributed: the address this rank listens on and the other "
+                "ranks reach it at (rank 0's rendezvous store too); loopback unless told "
+                "otherwise", section="runtime")
+
+
+def timeout_seconds_option() -> Any:
+    return _opt(300.0, "distributed: how long a rank waits for a peer (the rendezvous, each "
+                "transfer) before it fails", section="runtime")
 
 
 @dataclass(frozen=True)
@@ -127,6 +149,10 @@ class RunConfig:
     access_tech: str = _opt("4G", "access technology for network=mobile", section="cost")
     uplink_ratio: float | None = _opt(None, "uplink/downlink bandwidth ratio for "
                                       "network=mobile (required there)", section="cost")
+    # runtime
+    runtime: str = runtime_option("rank 0 the server, the others hosts of clients")
+    bind_address: str = bind_address_option()
+    timeout_seconds: float = timeout_seconds_option()
     # bookkeeping
     name: str | None = _opt(None, "a name for the run record", section="output")
     db: str | None = _opt(None, "SQLite file for run records (default: the user's data home)",
@@ -257,6 +283,10 @@ def validate(c: RunConfig) -> None:
     need(0 <= c.server_momentum < 1, f"server_momentum must be in [0, 1); got {c.server_momentum}")
     need(c.server_tau > 0, f"server_tau must be > 0; got {c.server_tau}")
     need(c.eval_every >= 1, f"eval_every must be >= 1; got {c.eval_every}")
+    need(c.timeout_seconds > 0, f"timeout_seconds must be > 0; got {c.timeout_seconds}")
+    need(c.runtime != "distributed" or c.execution != "processes",
+         "execution=processes does not run distributed: each rank is already one process "
+         "(use auto, sequential or vectorized)")
     need(c.eval_samples is None or c.eval_samples >= 1,
          f"eval_samples must be >= 1; got {c.eval_samples}")
     need(c.network_sigma >= 0, f"network_sigma must be >= 0; got {c.network_sigma}")

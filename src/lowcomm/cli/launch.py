@@ -1,10 +1,13 @@
-"""`lowcomm launch --nproc N -- train ...`: N local ranks of a torch.distributed run; and how a
-rank of `lowcomm train --runtime distributed` finds its run (the environment torchrun sets).
+"""`lowcomm launch --nproc N -- train ...` and `lowcomm launch --nproc N -- run ...`: N local
+ranks of a torch.distributed run; and how a rank of `lowcomm train --runtime distributed` or
+`lowcomm run --runtime distributed` finds its run (the environment torchrun sets).
 
-The launcher checks the train options once, before any process starts, then forks N ranks on
-this machine, each running `lowcomm train --runtime distributed` with RANK, WORLD_SIZE,
+The launcher checks the command's options once, before any process starts, then forks N ranks on
+this machine, each running the command with `--runtime distributed` and RANK, WORLD_SIZE,
 MASTER_ADDR=127.0.0.1, a free MASTER_PORT and a fresh LOWCOMM_TOKEN in its environment (the
 token never appears on a command line). Rank 0 prints and stores the run; the others are quiet.
+`train` runs one worker per rank; `run` (a star algorithm) runs the server on rank 0 and hosts
+the clients on ranks 1..N-1, so it needs N >= 2.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from typing import Any
 
 from rich.console import Console
 
-from lowcomm.cli.config import ConfigError, build_config
+from lowcomm.cli.config import ConfigError, RunConfig, build_config
 from lowcomm.cli.train_config import TrainConfig, validate_train
 
 ENVIRONMENT = ("RANK", "WORLD_SIZE", "MASTER_PORT", "LOWCOMM_TOKEN")
@@ -35,27 +38,28 @@ class RankEnvironment:
     agent_store: bool  # torchrun's agent serves the rendezvous store
 
 
-def rank_environment(c: TrainConfig) -> RankEnvironment:
-    """This process's place in the run, from the variables `lowcomm launch` and torchrun set."""
+def rank_environment(command: str) -> RankEnvironment:
+    """This process's place in a run of `lowcomm <command>`, from the variables `lowcomm
+    launch` and torchrun set."""
     missing = [name for name in ENVIRONMENT if not os.environ.get(name)]
     if missing:
         raise ConfigError(f"runtime=distributed needs {', '.join(missing)} in the environment: "
-                          "start the ranks with `lowcomm launch --nproc N -- train ...` or "
+                          f"start the ranks with `lowcomm launch --nproc N -- {command} ...` or "
                           "torchrun (and export the same LOWCOMM_TOKEN on every node)")
     try:
         rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
         port = int(os.environ["MASTER_PORT"])
     except ValueError as err:
         raise ConfigError(f"RANK, WORLD_SIZE and MASTER_PORT must be integers: {err}") from None
-    if c.workers != world:
-        raise ConfigError(f"workers ({c.workers}) must equal WORLD_SIZE ({world}): one worker "
-                          "per process")
+    if command == "run" and world < 2:
+        raise ConfigError(f"a distributed `lowcomm run` needs WORLD_SIZE >= 2 (the server on "
+                          f"rank 0 and at least one rank of clients); got {world}")
     return RankEnvironment(rank, world, os.environ.get("MASTER_ADDR", "127.0.0.1"), port,
                            os.environ["LOWCOMM_TOKEN"],
                            os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True")
 
 
-def join_run(env: RankEnvironment, c: TrainConfig):
+def join_run(env: RankEnvironment, c: TrainConfig | RunConfig):
     from lowcomm.runtime.distributed import join
 
     try:
@@ -68,70 +72,98 @@ def join_run(env: RankEnvironment, c: TrainConfig):
 
 
 def runtime_summary(rank_result: Any, c: TrainConfig) -> dict[str, Any]:
-    """The distributed run's own measurements for the record: the transport's counters of every
-    rank checked against the merged ledger, and rank 0's measured time per step."""
+    """The distributed training run's own measurements for the record: the transport's counters
+    of every rank checked against the merged ledger, and rank 0's measured time per step."""
     from lowcomm.cost.ledger import worker_name
 
     comm = rank_result.run.ledger.comm_events()
-    wire = rank_result.wire
     agrees = all(
         w.payload_sent_nbytes == sum(e.nbytes for e in comm if e.src == worker_name(r))
         and w.payload_received_nbytes == sum(e.nbytes for e in comm if e.dst == worker_name(r))
-        for r, w in enumerate(wire))
+        for r, w in enumerate(rank_result.wire))
+    return {**_transport_summary(rank_result, c, agrees),
+            "rank0_step_seconds_mean": fmean(rank_result.step_seconds),
+            "rank0_comm_seconds_mean": fmean(rank_result.comm_seconds)}
+
+
+def star_runtime_summary(rank_result: Any, c: RunConfig) -> dict[str, Any]:
+    """The same for a star run (`StarRankResult`): every rank's counters against the ledger's
+    bytes to and from the parties it hosts, and the server's measured time per round."""
+    from lowcomm.runtime.distributed.star import wire_equals_ledger
+
+    return {**_transport_summary(rank_result, c, wire_equals_ledger(rank_result)),
+            "rank0_round_seconds_mean": fmean(rank_result.round_seconds)}
+
+
+def _transport_summary(rank_result: Any, c: TrainConfig | RunConfig,
+                       agrees: bool) -> dict[str, Any]:
+    wire = rank_result.wire
     return {"name": "torch.distributed", "backend": "gloo", "world_size": rank_result.world_size,
             "bind_address": c.bind_address,
             "transport": {"payload_sent_nbytes": sum(w.payload_sent_nbytes for w in wire),
                           "control_nbytes": sum(w.control_sent_nbytes for w in wire),
                           "framing_nbytes": sum(w.framing_nbytes for w in wire),
-                          "equals_ledger": agrees, "per_rank": [w.as_dict() for w in wire]},
-            "rank0_step_seconds_mean": fmean(rank_result.step_seconds),
-            "rank0_comm_seconds_mean": fmean(rank_result.comm_seconds)}
+                          "equals_ledger": agrees, "per_rank": [w.as_dict() for w in wire]}}
 
 
 def add_launch_parser(subparsers) -> None:
     launch = subparsers.add_parser(
-        "launch", help="run `lowcomm train` as N local processes over torch.distributed (gloo)",
+        "launch", help="run `lowcomm train` or `lowcomm run` as N local processes over "
+                       "torch.distributed (gloo)",
         description="Start N ranks of a torch.distributed run on this machine, bound to "
-                    "127.0.0.1, each one worker of `lowcomm train --runtime distributed`. Rank "
-                    "0 prints and stores the run. Across machines use torchrun "
-                    "(docs/distributed.md).",
-        epilog="example:\n  lowcomm launch --nproc 2 -- train --algorithm diloco --steps 100",
+                    "127.0.0.1: each one worker of `lowcomm train --runtime distributed`, or, "
+                    "for `lowcomm run --runtime distributed`, the server (rank 0) and N-1 ranks "
+                    "hosting the clients (N >= 2). Rank 0 prints and stores the run. Across "
+                    "machines use torchrun (docs/distributed.md).",
+        epilog="examples:\n  lowcomm launch --nproc 2 -- train --algorithm diloco --steps 100\n"
+               "  lowcomm launch --nproc 3 -- run --algorithm scaffold --local-steps 5",
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    launch.add_argument("--nproc", type=int, required=True, help="number of ranks (workers)")
+    launch.add_argument("--nproc", type=int, required=True,
+                        help="number of ranks (train: workers; run: the server and N-1 client "
+                             "ranks)")
     launch.add_argument("--master-port", type=int, default=0,
                         help="rendezvous port on 127.0.0.1 (default: a free one)")
-    launch.add_argument("command_args", nargs=argparse.REMAINDER, metavar="-- train ...",
-                        help="the train command and its options")
+    launch.add_argument("command_args", nargs=argparse.REMAINDER, metavar="-- train|run ...",
+                        help="the train or run command and its options")
     launch.set_defaults(command=launch_command)
 
 
-def _train_argv(args: argparse.Namespace) -> list[str]:
-    from lowcomm.cli.config import load_yaml
+def _rank_argv(args: argparse.Namespace) -> list[str]:
+    """Every rank's command line, after checking its options as that rank will."""
+    from lowcomm.cli.config import load_yaml, validate
     from lowcomm.cli.main import build_parser
 
     rest = list(args.command_args)
     if rest[:1] == ["--"]:
         rest = rest[1:]
-    if rest[:1] != ["train"]:
-        raise ConfigError("launch runs data-centre training: lowcomm launch --nproc N -- train "
-                          f"[options]; got {' '.join(rest) or 'nothing'}")
-    if args.nproc < 1:
-        raise ConfigError(f"nproc must be >= 1; got {args.nproc}")
+    if rest[:1] not in (["train"], ["run"]):
+        raise ConfigError("launch runs `train` (data-centre training) or `run` (a federated "
+                          "algorithm): lowcomm launch --nproc N -- train|run [options]; got "
+                          f"{' '.join(rest) or 'nothing'}")
+    command = rest[0]
+    least = 2 if command == "run" else 1
+    if args.nproc < least:
+        why = " for run (the server and at least one rank of clients)" if command == "run" else ""
+        raise ConfigError(f"nproc must be >= {least}{why}; got {args.nproc}")
     parsed = vars(build_parser().parse_args(rest))
     flags = {k: v for k, v in parsed.items() if k not in ("command", "config")}
     values = {**(load_yaml(parsed["config"]) if parsed.get("config") else {}), **flags}
     if values.get("runtime", "distributed") != "distributed":
         raise ConfigError(f"launch runs runtime=distributed; got runtime={values['runtime']}")
+    values["runtime"] = "distributed"
+    if command == "run":
+        build_config(values, schema=RunConfig, check=validate, command="run")
+        return [*rest, "--runtime", "distributed"]
     if "workers" in values and int(values["workers"]) != args.nproc:
         raise ConfigError(f"workers ({values['workers']}) must equal nproc ({args.nproc}): one "
                           "worker per process")
-    values.update(workers=args.nproc, runtime="distributed")
+    values["workers"] = args.nproc
     build_config(values, schema=TrainConfig, check=validate_train, command="train")
     return [*rest, "--workers", str(args.nproc), "--runtime", "distributed"]
 
 
 def launch_command(args: argparse.Namespace, console: Console) -> int:
-    argv = _train_argv(args)  # every mistake surfaces here, before any process starts
+    argv = _rank_argv(args)  # every mistake surfaces here, before any process starts
     from lowcomm.cli.main import main
     from lowcomm.runtime.distributed import Endpoint, RankFailedError, free_port, spawn_local
 

@@ -1,4 +1,6 @@
-"""`lowcomm run`: build a run from its config, simulate it with progress, price and store it."""
+"""`lowcomm run`: build a run from its config, simulate it (or run this process's rank of it over
+torch.distributed: the server on rank 0, clients on the others) with progress, price and store
+it."""
 
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ import lowcomm
 from lowcomm import cost
 from lowcomm.cli.build import CostModels, RunParts, build_cost_models, build_run
 from lowcomm.cli.config import RunConfig
+from lowcomm.cli.launch import join_run, rank_environment, star_runtime_summary
 from lowcomm.cli.records import Recording, recording
 from lowcomm.report import summary_table
 from lowcomm.runtime import (
@@ -40,8 +43,9 @@ def environment() -> dict[str, Any]:
 
 
 def summarize(c: RunConfig, parts: RunParts, result: SimulationResult, costs: cost.Costs,
-              simulator_seconds: float) -> dict[str, Any]:
-    """Everything the final table and the stored record need, as plain JSON-able values."""
+              simulator_seconds: float, rank_result: Any = None) -> dict[str, Any]:
+    """Everything the final table and the stored record need, as plain JSON-able values;
+    `rank_result` is rank 0's `StarRankResult` of a distributed run."""
     evaluated = [r.test_accuracy for r in result.rounds if r.test_accuracy is not None]
     totals = result.ledger.totals()
     return {
@@ -58,43 +62,76 @@ def summarize(c: RunConfig, parts: RunParts, result: SimulationResult, costs: co
         "final_test_accuracy": evaluated[-1] if evaluated else None,
         "final_test_loss": result.rounds[-1].test_loss,
         "best_test_accuracy": max(evaluated) if evaluated else None,
-        "measured": {**totals.as_dict(), "simulator_seconds": simulator_seconds},
+        "measured": {**totals.as_dict(),
+                     **({"simulator_seconds": simulator_seconds} if rank_result is None else
+                        {"wall_seconds": simulator_seconds})},
+        **({} if rank_result is None else {"runtime": star_runtime_summary(rank_result, c)}),
         "counted": {"flops": totals.flops, "convention": cost.COUNTED_OPS},
         "modeled": costs.as_dict(),
     }
 
 
 def run_command(c: RunConfig, console: Console) -> int:
+    rank = rank_environment("run") if c.runtime == "distributed" else None
+    if rank is not None and rank.rank != 0:
+        console = Console(quiet=True)  # rank 0, the server, speaks for the run
     with console.status(f"preparing {c.dataset} / {c.model} / {c.algorithm}"):
         parts = build_run(c)
         models = build_cost_models(c)
+    transport = None if rank is None else join_run(rank, c)
+    if transport is not None and transport.rank != 0:
+        _simulate(c, parts, transport)  # this rank's clients
+        return 0
     described = parts.dataset.describe()
+    where = ("" if rank is None else f" as {rank.world_size} processes over torch.distributed "
+             f"(gloo; server on rank 0, clients on {rank.world_size - 1})")
     console.print(f"[bold]{c.algorithm}[/] on {described['name']}: {described['num_clients']} "
                   f"clients ({c.partition}), {described['num_train']} training samples, "
-                  f"model {parts.spec.key} with {parts.params.numel():,} parameters")
+                  f"model {parts.spec.key} with {parts.params.numel():,} parameters{where}")
+    env = environment() if rank is None else {**environment(), "runtime": "torch.distributed",
+                                              "backend": "gloo", "world_size": rank.world_size}
     with recording(db=c.db, no_store=c.no_store, name=c.name, config=dataclasses.asdict(c),
-                   environment=environment(), console=console) as rec:
+                   environment=env, console=console) as rec:
         started = time.perf_counter()
-        result = _simulate_with_progress(c, parts, rec, console)
-        summary = _price_and_summarize(c, parts, result, models, time.perf_counter() - started)
+        result, rank_result = _simulate_with_progress(c, parts, rec, console, transport)
+        summary = _price_and_summarize(c, parts, result, models, time.perf_counter() - started,
+                                       rank_result)
         console.print(summary_table(summary))
         rec.finish(summary, console)
     return 0
 
 
 def _price_and_summarize(c: RunConfig, parts: RunParts, result: SimulationResult,
-                         models: CostModels, seconds: float) -> dict[str, Any]:
+                         models: CostModels, seconds: float,
+                         rank_result: Any = None) -> dict[str, Any]:
     costs = cost.price(result.ledger, network=models.network, device=models.device,
                        money=models.money, carbon=models.carbon)
-    return summarize(c, parts, result, costs, seconds)
+    return summarize(c, parts, result, costs, seconds, rank_result)
 
 
-def _simulate_with_progress(c: RunConfig, parts: RunParts, rec: Recording,
-                            console: Console) -> SimulationResult:
+def _simulate(c: RunConfig, parts: RunParts, transport: Any, *, ledger: Any = None,
+              on_round: Any = None) -> tuple[SimulationResult, Any]:
+    """The simulator's run, or this rank's part of a distributed run (the server records into
+    `ledger` as it goes)."""
     flops = cost.FlopCounter(parts.spec.key, parts.spec.build, input_dtype=parts.spec.input_dtype)
     settings = SimulationSettings(rounds=c.rounds, clients_per_round=c.clients_per_round,
                                   eval_every=c.eval_every, seed=c.seed,
                                   eval_samples=c.eval_samples)
+    args = (parts.algorithm, parts.dataset, parts.model, parts.params, flops, settings)
+    if transport is None:
+        return simulate(*args, on_round=on_round, ledger=ledger,
+                        executor=EXECUTORS[c.execution]()), None
+    from lowcomm.runtime.distributed import simulate_rank
+
+    # a rank is already one process per core: auto never forks workers there
+    executor = auto(cores=1) if c.execution == "auto" else EXECUTORS[c.execution]()
+    rank_result = simulate_rank(*args, transport, executor=executor, on_round=on_round,
+                                ledger=ledger)
+    return rank_result.run, rank_result
+
+
+def _simulate_with_progress(c: RunConfig, parts: RunParts, rec: Recording, console: Console,
+                            transport: Any = None) -> tuple[SimulationResult, Any]:
     columns = (TextColumn("round"), MofNCompleteColumn(), BarColumn(), TimeElapsedColumn(),
                TextColumn("{task.fields[status]}"))
     with Progress(*columns, console=console, transient=False) as progress:
@@ -109,6 +146,4 @@ def _simulate_with_progress(c: RunConfig, parts: RunParts, rec: Recording,
                                    f"train loss {record.train_loss:.3f}")
             rec.add_round(dataclasses.asdict(record))
 
-        return simulate(parts.algorithm, parts.dataset, parts.model, parts.params, flops,
-                        settings, on_round=on_round, ledger=rec.ledger,
-                        executor=EXECUTORS[c.execution]())
+        return _simulate(c, parts, transport, ledger=rec.ledger, on_round=on_round)

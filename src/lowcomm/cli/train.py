@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from lowcomm import cost
+from lowcomm.cli.config import ConfigError
 from lowcomm.cli.launch import join_run, rank_environment, runtime_summary
 from lowcomm.cli.records import Recording, recording
 from lowcomm.cli.run import environment
@@ -59,7 +60,10 @@ def summarize(c: TrainConfig, parts: TrainParts, result: TrainingResult,
 
 
 def train_command(c: TrainConfig, console: Console) -> int:
-    rank = rank_environment(c) if c.runtime == "distributed" else None
+    rank = rank_environment("train") if c.runtime == "distributed" else None
+    if rank is not None and c.workers != rank.world_size:
+        raise ConfigError(f"workers ({c.workers}) must equal WORLD_SIZE ({rank.world_size}): "
+                          "one worker per process")
     if rank is not None and rank.rank != 0:
         console = Console(quiet=True)  # rank 0 speaks for the run
     with console.status(f"preparing {c.dataset} / char_transformer / {c.algorithm}"):

@@ -9,7 +9,13 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from lowcomm.cli.config import ConfigError, _opt
+from lowcomm.cli.config import (
+    ConfigError,
+    _opt,
+    bind_address_option,
+    runtime_option,
+    timeout_seconds_option,
+)
 
 CORPORA = ("python_docs", "tiny_shakespeare")
 TRAIN_ALGORITHMS = ("ddp", "localsgd", "diloco", "noloco", "streaming_diloco",
@@ -23,7 +29,6 @@ SCENARIO_NAMES = ("datacenter", "cross-region", "internet")
 # NoLoCo's configs (arXiv 2506.10911) and CO2's (the authors' fairscale port of arXiv 2401.16265;
 # the paper's per-experiment value is not stated); the rest: DiLoCo's.
 OUTER_MOMENTUM = {"noloco": 0.5, "co2": 0.5}
-RUNTIMES = ("simulator", "distributed")
 
 
 @dataclass(frozen=True)
@@ -120,17 +125,9 @@ class TrainConfig:
     flops_per_second: float = _opt(1e12, "each worker's sustained counted FLOP/s (assumed "
                                    "default: 1 TFLOP/s)", section="cost")
     # runtime
-    runtime: str = _opt("simulator", "simulator: every worker in this process; distributed: this "
-                        "process is one rank (one worker) of a torch.distributed run over gloo, "
-                        "started by `lowcomm launch` or torchrun, which set RANK, WORLD_SIZE, "
-                        "MASTER_ADDR, MASTER_PORT and LOWCOMM_TOKEN", choices=RUNTIMES,
-                        section="runtime")
-    bind_address: str = _opt("127.0.0.1", "distributed: the address this rank listens on and "
-                             "the other ranks reach it at (rank 0's rendezvous store too); "
-                             "loopback unless told otherwise", section="runtime")
-    timeout_seconds: float = _opt(300.0, "distributed: how long a rank waits for a peer (the "
-                                  "rendezvous, each transfer) before it fails",
-                                  section="runtime")
+    runtime: str = runtime_option("one worker")
+    bind_address: str = bind_address_option()
+    timeout_seconds: float = timeout_seconds_option()
     # bookkeeping
     name: str | None = _opt(None, "a name for the run record", section="output")
     db: str | None = _opt(None, "SQLite file for run records (default: the user's data home)",

@@ -67,13 +67,33 @@ def summary_table(summary: dict[str, Any]) -> Table:
         ("carbon", f"{modeled['modeled_grams_co2']:,.3f} g CO2",
          f"modeled: {modeled['models']['carbon']['grams_co2_per_kwh']} g/kWh, "
          f"PUE {modeled['models']['carbon']['pue']}"),
-        ("simulator wall-clock", human_seconds(measured["simulator_seconds"]),
-         f"measured: this process, {summary['execution']} client execution (simulator "
-         "speed, not a cost of the protocol)"),
     ]
+    runtime = summary.get("runtime")
+    if runtime is None:
+        rows.append(("simulator wall-clock", human_seconds(measured["simulator_seconds"]),
+                     f"measured: this process, {summary['execution']} client execution "
+                     "(simulator speed, not a cost of the protocol)"))
+    else:
+        rows.append(transport_row(runtime))
+        rows.append(("distributed wall-clock", human_seconds(measured["wall_seconds"]),
+                     f"measured: the server, rank 0 of {runtime['world_size']} processes over "
+                     f"gloo, {1e3 * runtime['rank0_round_seconds_mean']:.1f} ms per round (a "
+                     "measurement of this machine, not a cost model)"))
     for row in rows:
         table.add_row(*row)
     return table
+
+
+def transport_row(runtime: dict[str, Any]) -> tuple[str, str, str]:
+    """The row of a distributed run's summary that sets its transports' counters beside the
+    ledger."""
+    wire = runtime["transport"]
+    return ("bytes at the transport", human_bytes(wire["payload_sent_nbytes"]),
+            f"measured by gloo transport of {runtime['world_size']} ranks: "
+            f"{wire['payload_sent_nbytes']:,} payload bytes, "
+            f"{'equal to' if wire['equals_ledger'] else 'DIFFERENT FROM'} the ledger; "
+            f"+ {wire['control_nbytes']:,} control, {wire['framing_nbytes']:,} "
+            "framing (not in the ledger)")
 
 
 def _network_note(network: dict[str, Any]) -> str:

@@ -9,7 +9,7 @@ from typing import Any
 
 from rich.table import Table
 
-from lowcomm.report.tables import human_bytes, human_count, human_seconds
+from lowcomm.report.tables import human_bytes, human_count, human_seconds, transport_row
 
 
 def _loss(value: float | None) -> str:
@@ -60,13 +60,7 @@ def training_summary_table(summary: dict[str, Any]) -> Table:
                      human_seconds(summary["measured"]["simulator_seconds"]),
                      "measured: this process (simulator speed, not a cost of the protocol)"))
     else:
-        wire = runtime["transport"]
-        rows.append(("bytes at the transport", human_bytes(wire["payload_sent_nbytes"]),
-                     f"measured by gloo transport of {runtime['world_size']} ranks: "
-                     f"{wire['payload_sent_nbytes']:,} payload bytes, "
-                     f"{'equal to' if wire['equals_ledger'] else 'DIFFERENT FROM'} the ledger; "
-                     f"+ {wire['control_nbytes']:,} control, {wire['framing_nbytes']:,} "
-                     "framing (not in the ledger)"))
+        rows.append(transport_row(runtime))
         rows.append(("distributed wall-clock", human_seconds(summary["measured"]["wall_seconds"]),
                      f"measured: rank 0 of {runtime['world_size']} processes over gloo, "
                      f"{1e3 * runtime['rank0_step_seconds_mean']:.1f} ms per step, of which "
