@@ -87,7 +87,7 @@ def join(*, rank: int, world_size: int, master_addr: str, master_port: int, toke
     transport = RankTransport(group, rank=rank, world_size=world_size,
                               timeout_seconds=timeout_seconds, max_nbytes=max_nbytes,
                               outgoing=outgoing,
-                              keep=(store, listener))
+                              keep=(store, listener), store=store)
     check_token(transport, token)
     return transport
 

@@ -9,12 +9,18 @@ same per-member program of each collective, whose payloads here cross a real glo
 serialized bytes. A rank runs its collectives in its own posting order; the simulator refuses
 posting orders that would deadlock here.
 
-At every evaluation step each rank sends rank 0 (control traffic, not in the ledger, as the
-simulator's evaluation is not) its minibatch losses since the last record, its sent bytes and
-counted FLOPs, and the SHA-256 of its served model; only if the hashes differ do the ranks send
-their models, for the spread. Rank 0 evaluates its served model, which is worker 0's. At the end
-every rank sends rank 0 its final model, its `RankLog` and its `WireCounts`; rank 0 merges the
-logs into the simulator's ledger (`lowcomm.runtime.distributed.merge`).
+Rank 0 gathers the records and the final ledger over control traffic
+(`lowcomm.runtime.distributed.gather`).
+
+Elastic membership (`lowcomm.runtime.elastic`): the run has one process per worker id the
+membership ever uses (`total_ids`), all of which rendezvous and prove the token at the start
+(`lowcomm.runtime.distributed.door`), so every link a later epoch uses belongs to the
+authenticated group. A rank whose worker has not joined yet stands by (`wait_for` a flag in
+the rendezvous store, which carries no data); at its boundary rank 0, the root, raises the
+flag and sends it the shared state over their gloo link (`join-state`, in the ledger). A leaver
+sends rank 0 its farewell (control) and its process ends; later collectives run among the live
+ranks only (point-to-point links of the same group: no new process group is needed). Worker 0
+cannot leave here: its rank gathers the run.
 """
 
 from __future__ import annotations
@@ -24,17 +30,32 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import torch
 
-from lowcomm.algorithms.replicated import Received, ReplicatedAlgorithm, param_hash
+from lowcomm.algorithms.replicated import Received, ReplicatedAlgorithm
 from lowcomm.core import Payload, serialize
 from lowcomm.cost.flops import FlopCounter
 from lowcomm.cost.ledger import CommEvent, worker_name
 from lowcomm.models import ModelFn
-from lowcomm.runtime.distributed.merge import CollectiveLog, RankLog, log_from_payload, merge
+from lowcomm.runtime.distributed.gather import (
+    final_payload,
+    finish,
+    gather_record,
+    to_rank0,
+    window_summary,
+)
+from lowcomm.runtime.distributed.merge import CollectiveLog, RankLog
 from lowcomm.runtime.distributed.transport import RankTransport, WireCounts, wire_tag
+from lowcomm.runtime.elastic import (
+    Boundary,
+    boundary,
+    check_membership,
+    join_post,
+    joined_state,
+    static_membership,
+)
 from lowcomm.runtime.evaluate import evaluate
+from lowcomm.runtime.membership import Membership
 from lowcomm.runtime.replicas import (
     Inbox,
     Planned,
@@ -70,65 +91,130 @@ class RankResult:
 def train_rank(algorithm: ReplicatedAlgorithm, data: WorkerData, model: ModelFn,
                params: torch.Tensor, flops: FlopCounter, settings: TrainingSettings,
                transport: RankTransport, *, on_record: Callable[[StepRecord], None] | None = None,
-               on_step: Callable[[int], None] | None = None) -> RankResult:
+               on_step: Callable[[int], None] | None = None,
+               membership: Membership | None = None) -> RankResult:
     """Run this rank's worker for `settings.steps` steps (module docstring)."""
-    me, p, seed = transport.rank, transport.world_size, settings.seed
-    if settings.workers != p:
-        raise ValueError(f"workers ({settings.workers}) must equal the number of processes "
-                         f"({p}): one worker per process")
-    algorithm.check_workers(p)
-    log = RankLog(me)
-    state = algorithm.init(params, me, p)
-    inbox = Inbox()
+    me, world, seed, steps = transport.rank, transport.world_size, settings.seed, settings.steps
+    membership = membership or static_membership(settings.workers, steps)
+    check_membership(algorithm, membership, workers=settings.workers, steps=steps)
+    check_processes(membership, world)
+    log, inbox = RankLog(me), Inbox()
+    live = membership.live_at(0)
+    state = algorithm.init(params, me, len(live)) if me in live else None
 
     def deliver(t: int, ctx_step: int) -> None:
         nonlocal state
         for _, received in inbox.take(t):
-            state = algorithm.receive(state, received, step_context(seed, ctx_step, me, p))
+            state = algorithm.receive(state, received,
+                                      step_context(seed, ctx_step, me, len(live)))
 
     initial = evaluate(model, algorithm.model(state), data.val_x, data.val_y) if me == 0 else None
     records: list[StepRecord] = []
-    window, window_start = Window(), (0, 0)
+    window, window_start, window_first = Window(), (0, 0), 1
+    departed: dict[int, Payload] = {}  # rank 0: windows of the ranks that left since a record
+    farewells: dict[int, Payload] = {}  # rank 0: final payloads of the ranks that left
     step_seconds, comm_seconds = [], []
-    for t in range(1, settings.steps + 1):
-        started = time.perf_counter()
-        deliver(t, t)
-        out = algorithm.step(state, data.sample(me, batch_generator(seed, t, me)),
-                             step_context(seed, t, me, p))
-        state = out.state
-        log.add_compute(compute_events(flops, data.input_shape, t, me, out))
-        window.losses.append(out.loss)
-        comm_started = time.perf_counter()
-        for ready, received in run_posts(transport, log, out.posts, t=t, seed=seed):
-            inbox.put(ready, me, received)
-        comm_seconds.append(time.perf_counter() - comm_started)
-        deliver(t + 1, t + 1)
-        step_seconds.append(time.perf_counter() - started)
+    for t in range(1, steps + 1):
+        if me in live:
+            started = time.perf_counter()
+            deliver(t, t)
+            out = algorithm.step(state, data.sample(me, batch_generator(seed, t, me)),
+                                 step_context(seed, t, me, len(live)))
+            state = out.state
+            log.add_compute(compute_events(flops, data.input_shape, t, me, out))
+            window.losses.append(out.loss)
+            comm_started = time.perf_counter()
+            for ready, received in run_posts(transport, log, out.posts, t=t, seed=seed,
+                                             live=live):
+                inbox.put(ready, me, received)
+            comm_seconds.append(time.perf_counter() - comm_started)
+            deliver(t + 1, t + 1)
+            step_seconds.append(time.perf_counter() - started)
+        change = boundary(membership, t)
+        if change is not None and (me in change.before or me in change.joiners):
+            if inbox.pending():
+                raise ValueError(f"membership changes after step {t}, but collective results "
+                                 f"due before steps {inbox.pending()} are still in flight")
+            if me in change.leavers:
+                served = algorithm.model(state)
+                farewell = window_summary(window, window_start, log, served).merged(
+                    final_payload(log, served, transport.counts()))
+                to_rank0(transport, f"farewell after step {t}", farewell, [me])
+                return RankResult(me, world, served, state, None, (transport.counts(),),
+                                  tuple(step_seconds), tuple(comm_seconds))
+            if me == 0 and change.leavers:
+                got = to_rank0(transport, f"farewell after step {t}", None, change.leavers)
+                departed.update(got)
+                farewells.update(got)
+            if change.joiners:
+                state = _join(algorithm, params, transport, log, state, change, seed)
+            live = change.after
+        if me not in live:
+            continue  # standing by until this rank's worker joins
         if on_step is not None:
             on_step(t)
-        if t % settings.eval_every == 0 or t == settings.steps:
-            if t == settings.steps:
+        if t % settings.eval_every == 0 or t == steps:
+            if t == steps:
                 for pending in inbox.pending():  # the run waits for what is still in flight
-                    deliver(pending, settings.steps + 1)
-            record = _record(transport, t, window, window_start, log, algorithm.model(state),
-                             lambda served: evaluate(model, served, data.val_x, data.val_y))
-            window, window_start = Window(), (log.sent_nbytes, log.flops)
+                    deliver(pending, steps + 1)
+            served = algorithm.model(state)
+            order = [w for j in range(window_first, t + 1) for w in membership.live_at(j - 1)]
+            record = gather_record(
+                transport, t, window_summary(window, window_start, log, served), window=window,
+                live=live, order=order, departed=departed, served=served,
+                evaluate_served=lambda m: evaluate(model, m, data.val_x, data.val_y))
+            window, window_start, window_first = Window(), (log.sent_nbytes, log.flops), t + 1
+            departed = {}
             if record is not None:
                 records.append(record)
                 if on_record is not None:
                     on_record(record)
     served = algorithm.model(state)
-    run, wire = _finish(transport, log, served, records, initial)
-    return RankResult(me, p, served, state, run, wire, tuple(step_seconds), tuple(comm_seconds))
+    run, wire = finish(transport, log, served, live=live, farewells=farewells, records=records,
+                       initial=initial)
+    return RankResult(me, world, served, state, run, wire, tuple(step_seconds),
+                      tuple(comm_seconds))
 
 
-def run_posts(transport: RankTransport, log: RankLog, posts: tuple, *, t: int, seed: int
-              ) -> list[tuple[int, Received]]:
-    """Run this rank's posts of step t in posting order; (ready step, result) for each."""
-    me, p = transport.rank, transport.world_size
+def check_processes(membership: Membership, world_size: int) -> None:
+    """One process per worker id the membership uses; worker 0 (rank 0) never leaves."""
+    if membership.total_ids != world_size:
+        if not membership.events:
+            raise ValueError(f"workers ({membership.initial_workers}) must equal the number of "
+                             f"processes ({world_size}): one worker per process")
+        raise ValueError(f"the membership uses {membership.total_ids} worker ids "
+                         f"({membership.initial_workers} initial + joiners): start one "
+                         f"process per id ({membership.total_ids}); got {world_size}")
+    if any(kind == "leave" and w == 0 for _, kind, w in membership.events):
+        raise ValueError("worker 0 cannot leave a distributed run: its rank gathers the "
+                         "records and the ledger (let another worker leave)")
+
+
+def _join(algorithm: ReplicatedAlgorithm, params: torch.Tensor, transport: RankTransport,
+          log: RankLog, state: Any, change: Boundary, seed: int) -> Any:
+    """The join transfer at `change` (root or joiner); this rank's state after it."""
+    me, name = transport.rank, f"join after step {change.step}"
+    if me not in change.group:
+        return state
+    if me == change.root:
+        transport.signal(name)
+    else:
+        transport.wait_for(name)  # standing by: as long as it takes
+    post = join_post(algorithm, state, me, change)
+    ((_, received),) = run_posts(transport, log, (post,), t=change.step, seed=seed,
+                                 live=change.group)
+    return state if me == change.root else joined_state(algorithm, params, me, change,
+                                                         received)
+
+
+def run_posts(transport: RankTransport, log: RankLog, posts: tuple, *, t: int, seed: int,
+              live: tuple[int, ...]) -> list[tuple[int, Received]]:
+    """Run this rank's posts of step t among the `live` ranks in posting order; (ready step,
+    result) for each."""
+    me = transport.rank
     seen, out = set(), []
     for post in posts:
-        planned = plan(post, me, tuple(range(p)), t)
+        planned = plan(post, me, live, t)
         if planned.key in seen:
             raise ValueError(f"worker {me} posted {planned.key[0]} {post.channel!r} twice at "
                              f"step {t}")
@@ -167,72 +253,3 @@ def run_program(transport: RankTransport, log: RankLog, member: Program, planned
             hop, h = member.send(arrived), h + 1
         except StopIteration as done:
             return done.value
-
-
-def _to_rank0(transport: RankTransport, what: str, payload: Payload | None
-              ) -> dict[int, Payload]:
-    """Every other rank's payload at rank 0 (control traffic); {} elsewhere."""
-    me, others = transport.rank, range(1, transport.world_size)
-    if me == 0:
-        return transport.exchange([], list(others), tag=wire_tag(f"control|{what}"), what=what,
-                                  control=True)[0]
-    transport.exchange([(0, serialize(payload))], [], tag=wire_tag(f"control|{what}"),
-                       what=what, control=True)
-    return {}
-
-
-def _from_rank0(transport: RankTransport, what: str, payload: Payload | None) -> Payload:
-    me, others = transport.rank, range(1, transport.world_size)
-    tag = wire_tag(f"control|{what}")
-    if me == 0:
-        transport.exchange([(r, serialize(payload)) for r in others], [], tag=tag, what=what,
-                           control=True)
-        return payload
-    return transport.exchange([], [0], tag=tag, what=what, control=True)[0][0]
-
-
-def _record(transport: RankTransport, t: int, window: Window, start: tuple[int, int],
-            log: RankLog, served: torch.Tensor,
-            evaluate_served: Callable[[torch.Tensor], Any]) -> StepRecord | None:
-    """Rank 0's record of step t from every rank's window (module docstring); None elsewhere."""
-    me, p = transport.rank, transport.world_size
-    mine = Payload(losses=np.asarray(window.losses, np.float64),
-                   counts=np.asarray([log.sent_nbytes - start[0], log.flops - start[1]],
-                                     np.int64),
-                   hash=np.frombuffer(bytes.fromhex(param_hash(served)), np.uint8))
-    summaries = {0: mine, **_to_rank0(transport, f"summary of step {t}", mine)}
-    hashes = [bytes(summaries[w]["hash"]).hex() for w in sorted(summaries)]
-    verdict = _from_rank0(transport, f"verdict of step {t}",
-                          Payload(identical=np.asarray([len(set(hashes)) == 1])))
-    models = {0: served}
-    if not bool(verdict["identical"][0]):  # the spread needs the models themselves
-        sent = _to_rank0(transport, f"models of step {t}", Payload(model=served))
-        models.update({r: payload.tensor("model") for r, payload in sent.items()})
-    if me != 0:
-        return None
-    steps = len(window.losses)
-    losses = [float(summaries[w]["losses"][j]) for j in range(steps) for w in range(p)]
-    return window.close(t, losses=losses,
-                        bytes_sent=sum(int(s["counts"][0]) for s in summaries.values()),
-                        flops=sum(int(s["counts"][1]) for s in summaries.values()),
-                        evaluation=evaluate_served(served), hashes=hashes,
-                        served=lambda: [models[w] for w in range(p)])
-
-
-def _finish(transport: RankTransport, log: RankLog, served: torch.Tensor,
-            records: list[StepRecord], initial: Any
-            ) -> tuple[TrainingResult | None, tuple[WireCounts, ...]]:
-    """Gather every rank's final model, log and counters at rank 0 and merge the ledger."""
-    counts = transport.counts()  # before the gather: payload traffic is complete
-    fields = list(WireCounts.__dataclass_fields__)
-    mine = log.to_payload().merged(
-        {"model": served, "wire": np.asarray([getattr(counts, f) for f in fields], np.int64)})
-    got = _to_rank0(transport, "final gather", mine)
-    if transport.rank != 0:
-        return None, (counts,)
-    ranks = range(1, transport.world_size)
-    logs = [log, *(log_from_payload(got[r], r) for r in ranks)]
-    wire = (counts, *(WireCounts(**dict(zip(fields, (int(v) for v in got[r]["wire"]),
-                                            strict=True))) for r in ranks))
-    models = (served, *(got[r].tensor("model") for r in ranks))
-    return TrainingResult(models, (), merge(logs), tuple(records), initial.loss), wire

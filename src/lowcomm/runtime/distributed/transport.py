@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -80,13 +81,14 @@ class RankTransport:
 
     def __init__(self, group: Any, *, rank: int, world_size: int, timeout_seconds: float,
                  max_nbytes: int = DEFAULT_MAX_NBYTES, outgoing: Outgoing | None = None,
-                 keep: tuple = ()) -> None:
+                 keep: tuple = (), store: Any = None) -> None:
         if max_nbytes < 1:
             raise ValueError(f"max_nbytes must be >= 1; got {max_nbytes}")
         self._group, self.rank, self.world_size = group, rank, world_size
         self.timeout_seconds, self.max_nbytes = timeout_seconds, max_nbytes
         self._outgoing = outgoing
         self._keep = keep  # the rendezvous store and its socket live as long as the group
+        self._store = store
         self._counts = dict.fromkeys(WireCounts().as_dict(), 0)
 
     def counts(self) -> WireCounts:
@@ -138,6 +140,28 @@ class RankTransport:
             self._wait(work, f"{what}: a send")
         self._counts["framing_nbytes"] += HEADER_NBYTES * len(sends)
         return arrived, sent
+
+    def signal(self, name: str) -> None:
+        """Wake the ranks waiting in `wait_for(name)` (a flag in the rendezvous store)."""
+        self._need_store().set(f"lowcomm/signal/{name}", "1")
+
+    def wait_for(self, name: str, *, poll_seconds: float = 0.05) -> None:
+        """Block until some rank has called `signal(name)`, for as long as it takes: a rank
+        standing by to join may wait longer than `timeout_seconds`. The flag carries nothing
+        but the moment: what follows it arrives over the group's links as usual. If the store
+        goes away (its host ended) this raises `PeerLostError`."""
+        store, key = self._need_store(), f"lowcomm/signal/{name}"
+        try:
+            while not store.check([key]):
+                time.sleep(poll_seconds)
+        except RuntimeError as err:  # torch's DistStoreError / a closed connection
+            raise PeerLostError(f"rank {self.rank} waiting for {name!r}: the rendezvous "
+                                f"store is gone ({err})") from err
+
+    def _need_store(self) -> Any:
+        if self._store is None:
+            raise ValueError("this transport has no rendezvous store (built without `join`)")
+        return self._store
 
     def barrier(self) -> None:
         """Wait until every rank has reached this point (gloo's barrier; for measurements)."""
