@@ -75,7 +75,7 @@ def isolated_allreduce(transport, n: int, *, reps: int, warmup: int = 3) -> list
         transport.barrier()
         started = time.perf_counter()
         run_posts(transport, RankLog(transport.rank), (AllReduce("bench", vector, fp32()),),
-                  t=i + 1, seed=0)
+                  t=i + 1, seed=0, live=tuple(range(transport.world_size)))
         if i >= warmup:
             times.append(time.perf_counter() - started)
     return times
