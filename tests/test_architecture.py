@@ -1,6 +1,9 @@
 """Layering and size budgets of DESIGN.md, enforced by reading the source."""
 
 import ast
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -72,3 +75,41 @@ def test_size_budgets(path):
     lines = len(path.read_text().splitlines())
     budget = 250 if _layer(path) == "algorithms" and path.stem not in ("__init__",) else 400
     assert lines <= budget, f"{path.relative_to(SRC)} has {lines} lines; the budget is {budget}"
+
+
+def _imports_of(path: Path) -> list[tuple[str, bool]]:
+    """(imported module, at module level?) for every import statement of `path`."""
+    tree = ast.parse(path.read_text())
+    top = {id(node) for node in tree.body}
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found += [(a.name, id(node) in top) for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found.append((node.module, id(node) in top))
+    return found
+
+
+RAY_MODULE = "runtime/ray_pool.py"  # the one module that talks to Ray (an optional extra)
+
+
+@pytest.mark.parametrize("path", _modules(), ids=lambda p: str(p.relative_to(SRC)))
+def test_only_the_ray_module_imports_ray_and_only_lazily(path):
+    rel = str(path.relative_to(SRC))
+    for name, module_level in _imports_of(path):
+        if name == "ray" or name.startswith("ray."):
+            assert rel == RAY_MODULE, f"{rel} imports {name}; only {RAY_MODULE} may"
+            assert not module_level, f"{rel} imports ray at module level; import it lazily"
+        if name == "lowcomm.runtime.ray_pool":
+            assert rel.startswith("cli/") and not module_level, (
+                f"{rel} imports {name}; only the CLI may, inside a function")
+
+
+def test_the_core_imports_without_ray():
+    """Importing the library and its CLI loads no Ray module (Ray is an optional extra)."""
+    code = ("import sys, lowcomm, lowcomm.runtime, lowcomm.cli.main, lowcomm.cli.run\n"
+            "print(sorted(m for m in sys.modules if m == 'ray' or m.startswith('ray.')))")
+    env = {**os.environ, "PYTHONPATH": str(SRC.parent)}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env=env, timeout=300, check=True).stdout
+    assert out.strip() == "[]"

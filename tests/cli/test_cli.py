@@ -210,3 +210,10 @@ def test_scafcom_and_fedamd_run_on_the_bundled_default_data(args, db, capsys):
         assert sorted(e["src"] for e in uploads if e["round"] == 0) == [
             f"client:{i}" for i in range(n)]
     assert sum(e["nbytes"] for e in uploads) == record["summary"]["measured"]["bytes_up"]
+
+
+def test_execution_ray_without_ray_installed_says_how_to_get_it(db, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` now fails as if not installed
+    assert main(["run", *TINY, "--execution", "ray", "--db", db]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "execution=ray" in err and "pip install 'lowcomm[ray]'" in err

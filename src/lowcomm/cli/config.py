@@ -8,6 +8,7 @@ Flags override the file. Every mistake is reported as one line naming the bad va
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import types
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +28,7 @@ CONTROLLED = ("scaffold", "simplified_scaffold", "scallion", "scafcom")
 K_STEPS = (*CONTROLLED, "fedamd")  # algorithms that run exactly K local steps
 SERVER_OPTIMIZERS = ("avg", "momentum", "nesterov", "adam")
 NETWORKS = ("constant", "lognormal", "flash", "mobile")
-EXECUTIONS = ("auto", "sequential", "vectorized", "processes")
+EXECUTIONS = ("auto", "sequential", "vectorized", "processes", "ray")
 RUNTIMES = ("simulator", "distributed")
 
 
@@ -132,7 +133,14 @@ class RunConfig:
     seed: int = _opt(0, "seed of every random stream of the run", section="training")
     execution: str = _opt("auto", "how the clients of a round run: auto (vectorized when the "
                           "model allows it), sequential, vectorized, processes (one worker "
-                          "process per core)", choices=EXECUTIONS, section="training")
+                          "process per core), ray (Ray actors: pip install 'lowcomm[ray]')",
+                          choices=EXECUTIONS, section="training")
+    ray_address: str | None = _opt(None, "execution=ray: HOST:PORT of a Ray head started with "
+                                   "`ray start --head`, or auto (default: a local Ray instance "
+                                   "of --ray-actors CPUs, or the one this process joined)",
+                                   section="training")
+    ray_actors: int = _opt(2, "execution=ray: Ray actors hosting the clients (one CPU each)",
+                           section="training")
     # cost models (modeled, never measured)
     network: str = _opt("constant", "network model: constant, lognormal (per-client draws), "
                         "flash (real phone traces), mobile (real 4G/5G/WiFi tests)",
@@ -284,6 +292,14 @@ def validate(c: RunConfig) -> None:
     need(c.server_tau > 0, f"server_tau must be > 0; got {c.server_tau}")
     need(c.eval_every >= 1, f"eval_every must be >= 1; got {c.eval_every}")
     need(c.timeout_seconds > 0, f"timeout_seconds must be > 0; got {c.timeout_seconds}")
+    need(c.ray_actors >= 1, f"ray_actors must be >= 1; got {c.ray_actors}")
+    need(c.execution == "ray" or c.ray_address is None,
+         f"ray_address is used by execution=ray only; got execution={c.execution}")
+    need(c.execution != "ray" or c.runtime == "simulator",
+         "execution=ray runs the simulator's clients on Ray actors; it does not combine with "
+         f"runtime={c.runtime}")
+    need(c.execution != "ray" or importlib.util.find_spec("ray") is not None,
+         "execution=ray needs Ray, an optional extra: pip install 'lowcomm[ray]'")
     need(c.runtime != "distributed" or c.execution != "processes",
          "execution=processes does not run distributed: each rank is already one process "
          "(use auto, sequential or vectorized)")

@@ -22,6 +22,7 @@ from lowcomm.cli.launch import join_run, rank_environment, star_runtime_summary
 from lowcomm.cli.records import Recording, recording
 from lowcomm.report import summary_table
 from lowcomm.runtime import (
+    Executor,
     RoundRecord,
     SimulationResult,
     SimulationSettings,
@@ -34,6 +35,16 @@ from lowcomm.runtime import (
 
 EXECUTORS = {"auto": auto, "sequential": sequential, "vectorized": vectorized,
              "processes": processes}
+
+
+def build_executor(c: RunConfig) -> Executor:
+    """The configured client execution strategy; Ray, an optional extra, is imported only for
+    execution=ray."""
+    if c.execution != "ray":
+        return EXECUTORS[c.execution]()
+    from lowcomm.runtime.ray_pool import ray_actors
+
+    return ray_actors(actors=c.ray_actors, address=c.ray_address)
 
 
 def environment() -> dict[str, Any]:
@@ -120,7 +131,7 @@ def _simulate(c: RunConfig, parts: RunParts, transport: Any, *, ledger: Any = No
     args = (parts.algorithm, parts.dataset, parts.model, parts.params, flops, settings)
     if transport is None:
         return simulate(*args, on_round=on_round, ledger=ledger,
-                        executor=EXECUTORS[c.execution]()), None
+                        executor=build_executor(c)), None
     from lowcomm.runtime.distributed import simulate_rank
 
     # a rank is already one process per core: auto never forks workers there

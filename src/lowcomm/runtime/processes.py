@@ -29,8 +29,42 @@ from typing import Any
 import torch
 
 from lowcomm.algorithms import ClientOutput, FederatedAlgorithm
-from lowcomm.core import deserialize, serialize
-from lowcomm.runtime.execution import Executor, Job, MakeTask
+from lowcomm.core import Payload, deserialize, serialize
+from lowcomm.runtime.execution import Executor, Job, MakeTask, TaskKey
+
+
+def train_group(algorithm: FederatedAlgorithm, make_task: MakeTask, message: Payload,
+                keys: Sequence[TaskKey], *, batched: bool) -> list[ClientOutput]:
+    """The clients of `keys` trained where this runs (their tasks built here by `make_task`):
+    together through the algorithm's batched update when `batched` and there are several,
+    else one after another. Shared by the worker processes and the Ray actors."""
+    tasks = [make_task(key) for key in keys]
+    if batched and len(tasks) > 1:
+        return algorithm.client_update_batch([message] * len(tasks), tasks)
+    return [algorithm.client_update(message, task) for task in tasks]
+
+
+# A client's output as it travels back from a worker: its payload as serialized bytes.
+Wire = tuple[bytes, dict[int, int], float, int, dict[str, torch.Tensor] | None]
+
+
+def to_wire(output: ClientOutput) -> Wire:
+    return (serialize(output.payload), output.steps, output.train_loss, output.num_samples,
+            output.state)
+
+
+def from_wire(wire: Wire) -> ClientOutput:
+    data, steps, loss, samples, state = wire
+    return ClientOutput(deserialize(data), steps, loss, samples, state)
+
+
+def broadcast_message(jobs: Sequence[Job], executor: str) -> Payload:
+    """The one message every client of a broadcast round received (the transport hands them
+    one shared object), or a ValueError naming `executor`."""
+    if len({id(message) for message, _ in jobs}) > 1:
+        raise ValueError(f"{executor} runs broadcast rounds: every client of a round must "
+                         "receive the same message")
+    return jobs[0][0]
 
 
 def _worker(algorithm: FederatedAlgorithm, make_task: MakeTask, buffer: mmap.mmap, jobs: Any,
@@ -41,17 +75,11 @@ def _worker(algorithm: FederatedAlgorithm, make_task: MakeTask, buffer: mmap.mma
     while (job := jobs.get()) is not None:
         indices, nbytes, keys = job
         try:
-            tasks = [make_task(key) for key in keys]
-            message = deserialize(buffer[:nbytes])
-            if len(tasks) == 1:
-                outs = [algorithm.client_update(message, tasks[0])]
-            else:
-                outs = algorithm.client_update_batch([message] * len(tasks), tasks)
-            results.put([(i, serialize(o.payload), o.steps, o.train_loss, o.num_samples,
-                          o.state, None) for i, o in zip(indices, outs, strict=True)])
+            outs = train_group(algorithm, make_task, deserialize(buffer[:nbytes]), keys,
+                               batched=True)
+            results.put([(i, to_wire(o), None) for i, o in zip(indices, outs, strict=True)])
         except Exception:  # reported to the parent, which raises it
-            results.put([(i, None, None, None, None, None, traceback.format_exc())
-                         for i in indices])
+            results.put([(i, None, traceback.format_exc()) for i in indices])
 
 
 def balanced_chunks(sizes: Sequence[int], parts: int) -> list[list[int]]:
@@ -115,10 +143,7 @@ def processes(*, workers: int | None = None, vectorize: bool = False) -> Executo
             make_task: MakeTask) -> list[ClientOutput]:
         if not jobs:
             return []
-        if len({id(message) for message, _ in jobs}) > 1:
-            raise ValueError("processes() runs broadcast rounds: every client of a round must "
-                             "receive the same message")
-        data = serialize(jobs[0][0])
+        data = serialize(broadcast_message(jobs, "processes()"))
         if pools and (pools[0].algorithm is not algorithm or pools[0].make_task is not make_task
                       or pools[0].capacity < len(data)):
             close()
@@ -135,12 +160,12 @@ def processes(*, workers: int | None = None, vectorize: bool = False) -> Executo
             pool.jobs.put((group, len(data), [keys[i] for i in group]))
         outputs: list[ClientOutput | None] = [None] * len(jobs)
         for _ in groups:
-            for index, data, steps, loss, samples, state, error in pool.results.get():
+            for index, wire, error in pool.results.get():
                 if error is not None:
                     close()
                     raise RuntimeError(f"client {keys[index].client_id} failed in a worker "
                                        f"process:\n{error}")
-                outputs[index] = ClientOutput(deserialize(data), steps, loss, samples, state)
+                outputs[index] = from_wire(wire)
         return outputs  # type: ignore[return-value]
 
     name = "processes+vectorized" if vectorize else "processes"

@@ -1,0 +1,168 @@
+"""Ray client execution: a cohort's clients hosted by Ray actors, on one machine or a cluster.
+
+The sibling of `processes()` for when one machine is not enough. `ray_actors(actors=N)` starts N
+actors (one CPU each, spread over the cluster's nodes), each hosting a pool of clients; client c
+is pinned to actor `c % N`, so a client always trains in the same actor. Per round:
+
+- the broadcast message is serialized once and put once into Ray's object store as those bytes;
+  every actor reads the same object and parses it;
+- each actor receives only its clients' task keys (id, round, sample count, saved state) and
+  builds their tasks itself with `make_task`, so a client's data is generated or loaded in the
+  actor that trains it and never crosses the cluster;
+- each actor returns its clients' payloads as serialized bytes, which the simulator's transport
+  records in the ledger exactly as for any other strategy.
+
+The algorithm and `make_task` travel to each actor once, when the actors start (pickled by Ray:
+see docs/security.md). Results equal `sequential`'s (a reference test checks parameters and
+ledger on a local Ray instance).
+
+Ray is an optional extra (`pip install lowcomm[ray]`): this is the only module of the library
+that imports it, and only when an executor is built.
+"""
+
+from __future__ import annotations
+
+import traceback
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from lowcomm.algorithms import ClientOutput, FederatedAlgorithm
+from lowcomm.core import deserialize, serialize
+from lowcomm.runtime.execution import Executor, Job, MakeTask, TaskKey
+from lowcomm.runtime.processes import broadcast_message, from_wire, to_wire, train_group
+
+
+def _import_ray() -> Any:
+    try:
+        import ray
+    except ImportError:
+        raise ImportError("ray_actors() needs Ray, an optional extra: "
+                          "pip install 'lowcomm[ray]'") from None
+    return ray
+
+
+class _ClientHost:
+    """A Ray actor hosting a pool of clients: it trains the clients it is handed with the
+    algorithm and `make_task` it was started with."""
+
+    def __init__(self, algorithm: FederatedAlgorithm, make_task: MakeTask) -> None:
+        torch.set_num_threads(1)  # one actor per CPU: no oversubscription
+        self.algorithm, self.make_task = algorithm, make_task
+
+    def train(self, message: bytes, keys: Sequence[TaskKey],
+              batched: bool) -> tuple[list[Any], str | None]:
+        """The clients' outputs on the wire (payloads as bytes), or the error's traceback."""
+        try:
+            outputs = train_group(self.algorithm, self.make_task, deserialize(message), keys,
+                                  batched=batched)
+            return [to_wire(o) for o in outputs], None
+        except Exception:  # reported to the driver with the client ids, which raises it
+            return [], traceback.format_exc()
+
+
+def pin_clients(keys: Sequence[TaskKey], actors: int) -> list[list[int]]:
+    """Job indices per actor: client c goes to actor `c % actors`, in job order."""
+    groups: list[list[int]] = [[] for _ in range(actors)]
+    for index, key in enumerate(keys):
+        groups[key.client_id % actors].append(index)
+    return groups
+
+
+class _Session:
+    """Ray as this executor uses it: the connection (started here or found), and the actors for
+    one (algorithm, make_task)."""
+
+    def __init__(self, ray: Any, *, address: str | None, local_cpus: int) -> None:
+        self.ray = ray
+        self.started = False
+        if not ray.is_initialized():
+            if address is None:  # a local instance of our own, bounded to `local_cpus` CPUs
+                ray.init(num_cpus=local_cpus, include_dashboard=False, log_to_driver=False)
+            else:
+                ray.init(address=address, log_to_driver=False)
+            self.started = True
+        self.hosts: list[Any] = []
+        self.owner: tuple[FederatedAlgorithm, MakeTask] | None = None
+
+    def ensure_hosts(self, algorithm: FederatedAlgorithm, make_task: MakeTask,
+                     actors: int) -> list[Any]:
+        if self.owner is not None and (self.owner[0] is algorithm and
+                                       self.owner[1] is make_task):
+            return self.hosts
+        self.release_hosts()
+        cpus = self.ray.cluster_resources().get("CPU", 0)
+        if cpus < actors:
+            raise ValueError(f"actors ({actors}) exceeds the Ray cluster's CPUs ({cpus:g}); "
+                             "each actor takes one CPU")
+        remote = self.ray.remote(num_cpus=1, scheduling_strategy="SPREAD")(_ClientHost)
+        # put once: every actor reads the same stored copy of the algorithm and make_task
+        algorithm_ref, make_task_ref = self.ray.put(algorithm), self.ray.put(make_task)
+        self.hosts = [remote.remote(algorithm_ref, make_task_ref) for _ in range(actors)]
+        self.owner = (algorithm, make_task)
+        return self.hosts
+
+    def release_hosts(self) -> None:
+        for host in self.hosts:
+            self.ray.kill(host)
+        self.hosts, self.owner = [], None
+
+    def close(self) -> None:
+        self.release_hosts()
+        if self.started and self.ray.is_initialized():
+            self.ray.shutdown()
+        self.started = False
+
+
+def ray_actors(actors: int = 2, address: str | None = None, *,
+               local_cpus: int | None = None, vectorize: bool = False) -> Executor:
+    """Clients hosted by `actors` Ray actors (one CPU each); client c always runs in actor
+    `c % actors`.
+
+    If this process is already connected to Ray (`ray.init` was called), that connection is
+    used. Otherwise `address=None` starts a local Ray instance with `local_cpus` CPUs (default:
+    `actors`) and no dashboard, and shuts it down on `close()`; an `address` ("HOST:PORT" of a
+    head started with `ray start --head`, or "auto") joins that cluster and disconnects on
+    `close()`, leaving the cluster running. With `vectorize`, each actor trains its clients
+    together through the algorithm's batched update."""
+    if actors < 1:
+        raise ValueError(f"actors must be >= 1; got {actors}")
+    if local_cpus is not None and local_cpus < actors:
+        raise ValueError(f"local_cpus ({local_cpus}) must be >= actors ({actors}): each actor "
+                         "takes one CPU")
+    ray = _import_ray()
+    sessions: list[_Session] = []
+
+    def close() -> None:
+        while sessions:
+            sessions.pop().close()
+
+    def run(algorithm: FederatedAlgorithm, jobs: Sequence[Job],
+            make_task: MakeTask) -> list[ClientOutput]:
+        if not jobs:
+            return []
+        message = broadcast_message(jobs, "ray_actors()")
+        if not sessions:
+            sessions.append(_Session(ray, address=address, local_cpus=local_cpus or actors))
+        hosts = sessions[0].ensure_hosts(algorithm, make_task, actors)
+        message_ref = ray.put(serialize(message))  # the bytes, once for every actor
+        keys = [key for _, key in jobs]
+        batched = vectorize and algorithm.client_update_batch is not None
+        groups = pin_clients(keys, actors)
+        pending = [(group, hosts[a].train.remote(message_ref, [keys[i] for i in group], batched))
+                   for a, group in enumerate(groups) if group]
+        outputs: list[ClientOutput | None] = [None] * len(jobs)
+        for group, ref in pending:
+            wires, error = ray.get(ref)
+            if error is not None:
+                ids = ", ".join(str(keys[i].client_id) for i in group)
+                close()
+                raise RuntimeError(f"a client among {ids} failed in a Ray actor:\n{error}")
+            for index, wire in zip(group, wires, strict=True):
+                outputs[index] = from_wire(wire)
+        return outputs  # type: ignore[return-value]
+
+    name = "ray+vectorized" if vectorize else "ray"
+    executor = Executor(name, run, lambda algorithm, flops: executor, close)
+    return executor
