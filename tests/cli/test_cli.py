@@ -56,6 +56,11 @@ def test_run_prints_the_ledger_table_and_stores_a_record(db, tmp_path, capsys):
     (["--model", "char_lstm"], "char_lstm goes with dataset=shakespeare"),
     (["--network", "mobile"], "--uplink-ratio"),
     (["--execution", "parallel"], "execution must be one of auto, sequential, vectorized"),
+    (["--ray-actors", "0"], "ray_actors must be >= 1; got 0"),
+    (["--ray-address", "auto"], "ray_address is used by execution=ray only; got execution=auto"),
+    (["--execution", "ray", "--runtime", "distributed"],
+     "execution=ray runs the simulator's clients on Ray actors; it does not combine with "
+     "runtime=distributed"),
     (["--algorithm", "scaffold"], "algorithm=scaffold runs K local steps: set local_steps"),
     (["--uplink", "topk:2"], "fraction must be in (0, 1]; got 2.0"),
     (["--uplink", "zip:3"], "unknown codec 'zip'"),

@@ -156,12 +156,3 @@ def test_cli_runs_on_a_ray_cluster_by_address_like_sequential(tmp_path, capsys):
         reference["summary"]["final_test_accuracy"], abs=1e-9)
     assert ray.is_initialized() and ray.cluster_resources().get("CPU") == 2
 
-
-@pytest.mark.parametrize(("args", "message"), [
-    (["--ray-actors", "0"], "ray_actors must be >= 1; got 0"),
-    (["--ray-address", "auto"], "ray_address is used by execution=ray only; got "
-                                "execution=auto"),
-])
-def test_cli_rejects_bad_ray_options(args, message, capsys):
-    assert main(["run", *args, "--no-store"]) == 2
-    assert message in capsys.readouterr().err
