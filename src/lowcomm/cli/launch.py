@@ -23,7 +23,7 @@ from typing import Any
 from rich.console import Console
 
 from lowcomm.cli.config import ConfigError, RunConfig, build_config
-from lowcomm.cli.train_config import TrainConfig, validate_train
+from lowcomm.cli.train_config import TrainConfig, membership_of, validate_train
 
 ENVIRONMENT = ("RANK", "WORLD_SIZE", "MASTER_PORT", "LOWCOMM_TOKEN")
 
@@ -154,12 +154,26 @@ def _rank_argv(args: argparse.Namespace) -> list[str]:
     if command == "run":
         build_config(values, schema=RunConfig, check=validate, command="run")
         return [*rest, "--runtime", "distributed"]
+    if values.get("membership"):  # one process per worker id: the joiners' too
+        config = build_config({"workers": args.nproc - _joins(values["membership"]), **values},
+                              schema=TrainConfig, check=validate_train, command="train")
+        ids = membership_of(config).total_ids
+        if ids != args.nproc:
+            raise ConfigError(f"membership {config.membership!r} with workers={config.workers} "
+                              f"uses {ids} worker ids: nproc must be {ids} (one process per "
+                              f"id); got {args.nproc}")
+        return [*rest, "--workers", str(config.workers), "--runtime", "distributed"]
     if "workers" in values and int(values["workers"]) != args.nproc:
         raise ConfigError(f"workers ({values['workers']}) must equal nproc ({args.nproc}): one "
                           "worker per process")
     values["workers"] = args.nproc
     build_config(values, schema=TrainConfig, check=validate_train, command="train")
     return [*rest, "--workers", str(args.nproc), "--runtime", "distributed"]
+
+
+def _joins(membership: Any) -> int:
+    """How many joins a --membership string names (the initial workers are the others)."""
+    return sum(item.partition(":")[2].strip() == "join" for item in str(membership).split(","))
 
 
 def launch_command(args: argparse.Namespace, console: Console) -> int:

@@ -17,7 +17,7 @@ from lowcomm.cli.launch import join_run, rank_environment, runtime_summary
 from lowcomm.cli.records import Recording, recording
 from lowcomm.cli.run import environment
 from lowcomm.cli.train_build import TrainParts, build_device, build_networks, build_train
-from lowcomm.cli.train_config import TrainConfig
+from lowcomm.cli.train_config import TrainConfig, membership_of
 from lowcomm.report.training import training_summary_table
 from lowcomm.runtime import StepRecord, TrainingResult, TrainingSettings, train_workers
 
@@ -43,6 +43,8 @@ def summarize(c: TrainConfig, parts: TrainParts, result: TrainingResult,
         "algorithm": {"name": parts.algorithm.name, "overlap": parts.algorithm.overlap,
                       **parts.algorithm.hyperparams},
         "workers": c.workers,
+        **({} if c.membership is None else {"membership": c.membership,
+                                            "live_workers_at_end": list(result.workers)}),
         "steps": c.steps,
         "initial_val_loss": result.initial_val_loss,
         "final_val_loss": last.val_loss,
@@ -61,8 +63,10 @@ def summarize(c: TrainConfig, parts: TrainParts, result: TrainingResult,
 
 def train_command(c: TrainConfig, console: Console) -> int:
     rank = rank_environment("train") if c.runtime == "distributed" else None
-    if rank is not None and c.workers != rank.world_size:
-        raise ConfigError(f"workers ({c.workers}) must equal WORLD_SIZE ({rank.world_size}): "
+    processes = membership_of(c).total_ids  # one process per worker id
+    if rank is not None and processes != rank.world_size:
+        raise ConfigError(f"WORLD_SIZE ({rank.world_size}) must equal the number of workers "
+                          f"({processes}{' ids the membership uses' if c.membership else ''}): "
                           "one worker per process")
     if rank is not None and rank.rank != 0:
         console = Console(quiet=True)  # rank 0 speaks for the run
@@ -98,11 +102,14 @@ def _run(c: TrainConfig, parts: TrainParts, transport: Any, *, ledger: Any = Non
     settings = TrainingSettings(steps=c.steps, workers=c.workers, seed=c.seed,
                                 eval_every=c.eval_every)
     args = (parts.algorithm, parts.worker_data, parts.model, parts.params, flops, settings)
+    membership = membership_of(c)
     if transport is None:
-        return train_workers(*args, on_record=on_record, on_step=on_step, ledger=ledger), None
+        return train_workers(*args, on_record=on_record, on_step=on_step, ledger=ledger,
+                             membership=membership), None
     from lowcomm.runtime.distributed import train_rank
 
-    rank_result = train_rank(*args, transport, on_record=on_record, on_step=on_step)
+    rank_result = train_rank(*args, transport, on_record=on_record, on_step=on_step,
+                             membership=membership)
     if rank_result.run is not None and ledger is not None:
         ledger.extend(rank_result.run.ledger)
     return rank_result.run, rank_result

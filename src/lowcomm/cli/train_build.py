@@ -24,7 +24,7 @@ from lowcomm.algorithms.replicated import (
 )
 from lowcomm.cli.codecs import parse_codec
 from lowcomm.cli.config import ConfigError
-from lowcomm.cli.train_config import SCENARIO_NAMES, TrainConfig, outer_momentum
+from lowcomm.cli.train_config import SCENARIO_NAMES, TrainConfig, membership_of, outer_momentum
 from lowcomm.compress import Codec, ScalarQuantizer, fp32_scalars, int8_scalars
 from lowcomm.data import DataDirError
 from lowcomm.runtime import WorkerData
@@ -110,7 +110,7 @@ def load_corpus(c: TrainConfig) -> data.TextCorpus:
 def build_train(c: TrainConfig) -> TrainParts:
     corpus = load_corpus(c)
     try:
-        shards = data.shard_text(corpus.train_ids, c.workers)
+        shards = data.shard_text(corpus.train_ids, membership_of(c).total_ids)  # one per id
         val_x, val_y = data.eval_windows(corpus.val_ids, seq_len=c.seq_len,
                                          max_windows=c.eval_windows)
     except ValueError as err:

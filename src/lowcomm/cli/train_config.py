@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from lowcomm.cli.config import (
     ConfigError,
@@ -17,6 +18,9 @@ from lowcomm.cli.config import (
     timeout_seconds_option,
 )
 
+if TYPE_CHECKING:
+    from lowcomm.runtime.membership import Membership
+
 CORPORA = ("python_docs", "tiny_shakespeare")
 TRAIN_ALGORITHMS = ("ddp", "localsgd", "diloco", "noloco", "streaming_diloco",
                     "eager_diloco", "spsa", "co2")
@@ -25,6 +29,7 @@ ZO_QUANTIZATIONS = ("int8", "int8-nearest", "fp32")
 OUTER_OPTIMIZERS = ("nesterov", "avg", "momentum", "adam")
 SCHEDULES = ("cosine", "constant")
 SCENARIO_NAMES = ("datacenter", "cross-region", "internet")
+ELASTIC = ("ddp", "localsgd", "diloco")  # may change membership (`ReplicatedAlgorithm.elastic`)
 # The paper's outer momentum of each algorithm, used when --outer-momentum is not given.
 # NoLoCo's configs (arXiv 2506.10911) and CO2's (the authors' fairscale port of arXiv 2401.16265;
 # the paper's per-experiment value is not stated); the rest: DiLoCo's.
@@ -111,6 +116,12 @@ class TrainConfig:
                                 "(4 bytes)", choices=ZO_QUANTIZATIONS, section="training")
     zo_clip: float = _opt(8.0, "spsa: clip C of the one-byte grid (C/127)*{-127..127}; larger "
                           "projected gradients are clipped to +-C", section="training")
+    membership: str | None = _opt(None, "elastic membership: workers join or leave between "
+                                  "outer steps, e.g. '20:join,40:leave 1' (STEP:join or "
+                                  "STEP:leave W, STEP a multiple of inner_steps; a new worker "
+                                  "takes the next unused id; ddp, localsgd, diloco). --workers "
+                                  "is the initial count; distributed: one process per id",
+                                  section="training")
     eval_every: int = _opt(50, "evaluate (and hash the replicas) every N steps",
                            section="training")
     seed: int = _opt(0, "seed of every random stream of the run", section="training")
@@ -180,6 +191,29 @@ def validate_train(c: TrainConfig) -> None:
     need(c.latency_ms is None or c.latency_ms >= 0, f"latency_ms must be >= 0; got {c.latency_ms}")
     need(c.flops_per_second > 0, f"flops_per_second must be > 0; got {c.flops_per_second}")
     need(c.timeout_seconds > 0, f"timeout_seconds must be > 0; got {c.timeout_seconds}")
+    need(c.membership is None or c.algorithm in ELASTIC,
+         f"membership: {c.algorithm} cannot change its workers between syncs (its replicas do "
+         f"not hold one identical state); elastic algorithms: {', '.join(ELASTIC)}")
+    membership_of(c)
+
+
+def membership_of(c: TrainConfig) -> Membership:
+    """The run's membership (static without --membership); mistakes as `ConfigError`."""
+    from lowcomm.runtime.membership import parse_membership  # imports torch: not for --help
+
+    text = c.membership or ""
+    schedule: dict[int, list[str]] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        step, sep, event = item.partition(":")
+        if not sep or not step.strip().isdigit():
+            raise ConfigError(f"membership entry {item!r} must be STEP:join or STEP:leave W "
+                              "(e.g. '20:join,40:leave 1')")
+        schedule.setdefault(int(step), []).append(" ".join(event.split()))
+    try:
+        return parse_membership(schedule, initial_workers=c.workers, steps=c.steps,
+                                inner_steps=1 if c.algorithm == "ddp" else c.inner_steps)
+    except ValueError as err:
+        raise ConfigError(f"membership: {err}") from None
 
 
 def outer_momentum(c: TrainConfig) -> float:
