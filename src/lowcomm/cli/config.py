@@ -62,6 +62,29 @@ def timeout_seconds_option() -> Any:
                 "transfer) before it fails", section="runtime")
 
 
+# The checkpoint options of `lowcomm run` and `lowcomm train` (a fresh field for each class).
+
+def checkpoint_dir_option() -> Any:
+    return _opt(None, "write checkpoints (last.ckpt, atomically) to this folder",
+                section="output")
+
+
+def checkpoint_every_option() -> Any:
+    return _opt(1, "checkpoint after every N rounds (steps for train) and after the last",
+                section="output")
+
+
+def checkpoint_keep_option() -> Any:
+    return _opt(1, "how many checkpoints to keep (last.ckpt, last.ckpt.1, ...)",
+                section="output")
+
+
+def resume_option() -> Any:
+    return _opt(False, "continue from the last checkpoint in --checkpoint-dir (an error if "
+                "there is none; the other options must be the checkpointed run's)",
+                section="output")
+
+
 @dataclass(frozen=True)
 class RunConfig:
     # data
@@ -166,6 +189,10 @@ class RunConfig:
     db: str | None = _opt(None, "SQLite file for run records (default: the user's data home)",
                           section="output")
     no_store: bool = _opt(False, "do not store a run record", section="output")
+    checkpoint_dir: str | None = checkpoint_dir_option()
+    checkpoint_every: int = checkpoint_every_option()
+    checkpoint_keep: int = checkpoint_keep_option()
+    resume: bool = resume_option()
 
 
 def option_specs(schema: type | None = None) -> list[tuple[dataclasses.Field, type]]:
@@ -255,6 +282,7 @@ def validate(c: RunConfig) -> None:
             raise ConfigError(message)
 
     need(c.rounds >= 1, f"rounds must be >= 1; got {c.rounds}")
+    validate_checkpointing(c)
     need(c.clients >= 1, f"clients must be >= 1; got {c.clients}")
     need(c.clients_per_round >= 1, f"clients_per_round must be >= 1; got {c.clients_per_round}")
     if c.partition != "natural":
@@ -322,3 +350,15 @@ def validate(c: RunConfig) -> None:
     need((c.model == "char_lstm") == (c.dataset == "shakespeare"),
          f"model=char_lstm goes with dataset=shakespeare and only there; got model={c.model}, "
          f"dataset={c.dataset}")
+
+
+def validate_checkpointing(c: Any) -> None:
+    """The checkpoint options of a run or train config."""
+    for name in ("checkpoint_every", "checkpoint_keep"):
+        if getattr(c, name) < 1:
+            raise ConfigError(f"{name} must be >= 1; got {getattr(c, name)}")
+    if c.resume and c.checkpoint_dir is None:
+        raise ConfigError("resume needs checkpoint_dir: the folder to resume from")
+    if c.checkpoint_dir is not None and c.runtime != "simulator":
+        raise ConfigError(f"checkpoint_dir works with runtime=simulator only for now; got "
+                          f"runtime={c.runtime}")

@@ -5,6 +5,7 @@ it."""
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import platform
 import time
 from typing import Any
@@ -17,6 +18,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 import lowcomm
 from lowcomm import cost
 from lowcomm.cli.build import CostModels, RunParts, build_cost_models, build_run
+from lowcomm.cli.checkpoints import Continuation, run_continuation
 from lowcomm.cli.config import RunConfig
 from lowcomm.cli.launch import join_run, rank_environment, star_runtime_summary
 from lowcomm.cli.records import Recording, recording
@@ -53,6 +55,11 @@ def environment() -> dict[str, Any]:
             "torch_threads": torch.get_num_threads()}
 
 
+def params_sha256(params: torch.Tensor) -> str:
+    """SHA-256 of a `[d]` float32 vector's bytes: equal hashes mean bit-identical models."""
+    return hashlib.sha256(params.detach().contiguous().numpy().tobytes()).hexdigest()
+
+
 def summarize(c: RunConfig, parts: RunParts, result: SimulationResult, costs: cost.Costs,
               simulator_seconds: float, rank_result: Any = None) -> dict[str, Any]:
     """Everything the final table and the stored record need, as plain JSON-able values;
@@ -73,6 +80,7 @@ def summarize(c: RunConfig, parts: RunParts, result: SimulationResult, costs: co
         "final_test_accuracy": evaluated[-1] if evaluated else None,
         "final_test_loss": result.rounds[-1].test_loss,
         "best_test_accuracy": max(evaluated) if evaluated else None,
+        "final_params_sha256": params_sha256(result.params),
         "measured": {**totals.as_dict(),
                      **({"simulator_seconds": simulator_seconds} if rank_result is None else
                         {"wall_seconds": simulator_seconds})},
@@ -89,6 +97,8 @@ def run_command(c: RunConfig, console: Console) -> int:
     with console.status(f"preparing {c.dataset} / {c.model} / {c.algorithm}"):
         parts = build_run(c)
         models = build_cost_models(c)
+        cont = (Continuation() if rank is not None
+                else run_continuation(c, parts, _settings(c), _executor(c, None)))
     transport = None if rank is None else join_run(rank, c)
     if transport is not None and transport.rank != 0:
         _simulate(c, parts, transport)  # this rank's clients
@@ -99,14 +109,18 @@ def run_command(c: RunConfig, console: Console) -> int:
     console.print(f"[bold]{c.algorithm}[/] on {described['name']}: {described['num_clients']} "
                   f"clients ({c.partition}), {described['num_train']} training samples, "
                   f"model {parts.spec.key} with {parts.params.numel():,} parameters{where}")
+    if cont.resume is not None:
+        console.print(f"resumed from round {cont.resumed_from} ({cont.resume.source})")
     env = environment() if rank is None else {**environment(), "runtime": "torch.distributed",
                                               "backend": "gloo", "world_size": rank.world_size}
     with recording(db=c.db, no_store=c.no_store, name=c.name, config=dataclasses.asdict(c),
                    environment=env, console=console) as rec:
         started = time.perf_counter()
-        result, rank_result = _simulate_with_progress(c, parts, rec, console, transport)
+        result, rank_result = _simulate_with_progress(c, parts, rec, console, transport, cont)
         summary = _price_and_summarize(c, parts, result, models, time.perf_counter() - started,
                                        rank_result)
+        if cont.resume is not None:
+            summary["resumed_from_round"] = cont.resumed_from
         console.print(summary_table(summary))
         rec.finish(summary, console)
     return 0
@@ -120,33 +134,47 @@ def _price_and_summarize(c: RunConfig, parts: RunParts, result: SimulationResult
     return summarize(c, parts, result, costs, seconds, rank_result)
 
 
+def _settings(c: RunConfig) -> SimulationSettings:
+    return SimulationSettings(rounds=c.rounds, clients_per_round=c.clients_per_round,
+                              eval_every=c.eval_every, seed=c.seed, eval_samples=c.eval_samples)
+
+
+def _executor(c: RunConfig, transport: Any) -> Executor:
+    # a rank is already one process per core: auto never forks workers there
+    if transport is not None and c.execution == "auto":
+        return auto(cores=1)
+    return build_executor(c)
+
+
 def _simulate(c: RunConfig, parts: RunParts, transport: Any, *, ledger: Any = None,
-              on_round: Any = None) -> tuple[SimulationResult, Any]:
-    """The simulator's run, or this rank's part of a distributed run (the server records into
-    `ledger` as it goes)."""
+              on_round: Any = None, cont: Continuation = Continuation()
+              ) -> tuple[SimulationResult, Any]:
+    """The simulator's run (checkpointed and resumed as `cont` says), or this rank's part of a
+    distributed run (the server records into `ledger` as it goes)."""
     flops = cost.FlopCounter(parts.spec.key, parts.spec.build, input_dtype=parts.spec.input_dtype)
-    settings = SimulationSettings(rounds=c.rounds, clients_per_round=c.clients_per_round,
-                                  eval_every=c.eval_every, seed=c.seed,
-                                  eval_samples=c.eval_samples)
-    args = (parts.algorithm, parts.dataset, parts.model, parts.params, flops, settings)
+    args = (parts.algorithm, parts.dataset, parts.model, parts.params, flops, _settings(c))
+    executor = _executor(c, transport)
     if transport is None:
-        return simulate(*args, on_round=on_round, ledger=ledger,
-                        executor=build_executor(c)), None
+        return simulate(*args, on_round=on_round, ledger=ledger, executor=executor,
+                        checkpoint=cont.policy, resume=cont.resume), None
     from lowcomm.runtime.distributed import simulate_rank
 
-    # a rank is already one process per core: auto never forks workers there
-    executor = auto(cores=1) if c.execution == "auto" else EXECUTORS[c.execution]()
     rank_result = simulate_rank(*args, transport, executor=executor, on_round=on_round,
                                 ledger=ledger)
     return rank_result.run, rank_result
 
 
 def _simulate_with_progress(c: RunConfig, parts: RunParts, rec: Recording, console: Console,
-                            transport: Any = None) -> tuple[SimulationResult, Any]:
+                            transport: Any = None, cont: Continuation = Continuation()
+                            ) -> tuple[SimulationResult, Any]:
     columns = (TextColumn("round"), MofNCompleteColumn(), BarColumn(), TimeElapsedColumn(),
                TextColumn("{task.fields[status]}"))
+    restored = [] if cont.resume is None else list(cont.resume.records)
+    for record in restored:  # the stored record holds every round, not only the resumed ones
+        rec.add_round(dataclasses.asdict(record))
     with Progress(*columns, console=console, transient=False) as progress:
-        task = progress.add_task("rounds", total=c.rounds, status="")
+        task = progress.add_task("rounds", total=c.rounds, status="",
+                                 completed=sum(r.round >= 1 for r in restored))
         last_accuracy = ["-"]
 
         def on_round(record: RoundRecord) -> None:
@@ -157,4 +185,4 @@ def _simulate_with_progress(c: RunConfig, parts: RunParts, rec: Recording, conso
                                    f"train loss {record.train_loss:.3f}")
             rec.add_round(dataclasses.asdict(record))
 
-        return _simulate(c, parts, transport, ledger=rec.ledger, on_round=on_round)
+        return _simulate(c, parts, transport, ledger=rec.ledger, on_round=on_round, cont=cont)

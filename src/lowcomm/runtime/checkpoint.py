@@ -131,11 +131,22 @@ def check_options(checkpoint: Checkpoint, options: Mapping[str, Any]) -> None:
     here = plain_options(options)
     if options_hash(here) == options_hash(checkpoint.options):
         return
-    there = checkpoint.options
+    there, here = _flat(checkpoint.options), _flat(here)
     diffs = [f"{k}: {there.get(k, '<absent>')!r} there, {here.get(k, '<absent>')!r} here"
              for k in sorted(set(there) | set(here)) if there.get(k) != here.get(k)]
     raise CheckpointError(f"checkpoint {checkpoint.source or '(in memory)'} was written by a run "
                           f"with other options ({'; '.join(diffs)}); resume with the same options")
+
+
+def _flat(options: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested options as one level of dotted keys ({"a": {"b": 1}} -> {"a.b": 1})."""
+    flat: dict[str, Any] = {}
+    for key, value in options.items():
+        if isinstance(value, Mapping):
+            flat.update(_flat(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
 
 
 @dataclass(frozen=True)
