@@ -37,6 +37,7 @@ from lowcomm.runtime import (
 
 EXECUTORS = {"auto": auto, "sequential": sequential, "vectorized": vectorized,
              "processes": processes}
+FRESH = Continuation()  # no checkpoints written, nothing resumed
 
 
 def build_executor(c: RunConfig) -> Executor:
@@ -147,7 +148,7 @@ def _executor(c: RunConfig, transport: Any) -> Executor:
 
 
 def _simulate(c: RunConfig, parts: RunParts, transport: Any, *, ledger: Any = None,
-              on_round: Any = None, cont: Continuation = Continuation()
+              on_round: Any = None, cont: Continuation = FRESH
               ) -> tuple[SimulationResult, Any]:
     """The simulator's run (checkpointed and resumed as `cont` says), or this rank's part of a
     distributed run (the server records into `ledger` as it goes)."""
@@ -165,7 +166,7 @@ def _simulate(c: RunConfig, parts: RunParts, transport: Any, *, ledger: Any = No
 
 
 def _simulate_with_progress(c: RunConfig, parts: RunParts, rec: Recording, console: Console,
-                            transport: Any = None, cont: Continuation = Continuation()
+                            transport: Any = None, cont: Continuation = FRESH
                             ) -> tuple[SimulationResult, Any]:
     columns = (TextColumn("round"), MofNCompleteColumn(), BarColumn(), TimeElapsedColumn(),
                TextColumn("{task.fields[status]}"))
