@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from lowcomm.algorithms.screen import UploadForm
 from lowcomm.core import Layout, Payload
 
 
@@ -68,6 +69,9 @@ class FederatedAlgorithm:
     # broadcast, `client_update` (on tasks with `round == 0`), uploads and `server_update` as
     # any round, with every client in id order, recorded in the ledger under round 0.
     initial_full_round: bool = False
+    # What a well-formed upload holds (`lowcomm.algorithms.screen`): the runtime checks every
+    # parsed upload against it before `server_update` sees it, and refuses the rest.
+    upload_form: UploadForm | None = None
 
 
 def server_init(optimizer: Any) -> Callable[[torch.Tensor], ServerState]:

@@ -61,6 +61,7 @@ from lowcomm.algorithms.base import (
 )
 from lowcomm.algorithms.local import LocalSchedule, local_sgd
 from lowcomm.algorithms.optim import Optimizer, sgd
+from lowcomm.algorithms.screen import UploadForm
 from lowcomm.algorithms.vectorized import local_sgd_batched, vectorizable
 from lowcomm.compress import Codec, fp32, topk
 from lowcomm.compress import dgc as dgc_memory
@@ -144,4 +145,5 @@ def dgc(model: ModelFn, *, client_optimizer: Optimizer,
     return FederatedAlgorithm("dgc", hyperparams, server_init(server_optimizer),
                               broadcast_params(downlink, layout), client_update, server_update,
                               downlink.name, uplink.name, layout.size, client_update_batch,
-                              client_state=uplink_state(uplink, layout))
+                              client_state=uplink_state(uplink, layout),
+                              upload_form=UploadForm(uplink, layout))

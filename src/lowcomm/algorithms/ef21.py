@@ -52,6 +52,7 @@ from lowcomm.algorithms.base import (
     uplink_state,
 )
 from lowcomm.algorithms.local import full_gradient
+from lowcomm.algorithms.screen import UploadForm
 from lowcomm.algorithms.vectorized import decode_rows, full_gradient_batched, vectorizable
 from lowcomm.compress import Codec, fp32
 from lowcomm.compress import ef21 as ef21_memory
@@ -112,4 +113,5 @@ def ef21(model: ModelFn, *, num_clients: int, lr: float, uplink: Codec | None = 
     return FederatedAlgorithm("ef21", hyperparams, _init, broadcast_params(downlink, layout),
                               client_update, server_update, downlink.name, codec.name,
                               layout.size, client_update_batch if vectorizable(model) else None,
-                              client_state=uplink_state(codec, layout))
+                              client_state=uplink_state(codec, layout),
+                              upload_form=UploadForm(codec, layout))

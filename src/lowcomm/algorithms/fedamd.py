@@ -65,6 +65,7 @@ from lowcomm.algorithms.base import (
 )
 from lowcomm.algorithms.controlled import check_positive
 from lowcomm.algorithms.local import LocalResult, LocalSchedule, full_gradient
+from lowcomm.algorithms.screen import Count, UploadForm
 from lowcomm.compress import Codec, fp32
 from lowcomm.core import Payload
 from lowcomm.models import ModelFn
@@ -163,4 +164,6 @@ def fedamd(model: ModelFn, *, num_clients: int, client_lr: float, local_steps: i
                    "batch_size": batch_size, "server_lr": server_lr}
     return FederatedAlgorithm("fedamd", hyperparams, init, server_message, client_update,
                               server_update, downlink.name, uplink.name, d,
-                              initial_full_round=True)
+                              initial_full_round=True,
+                              upload_form=UploadForm(uplink, layout, (("g",), ("dx",)),
+                                                     (Count("client", 0, num_clients),)))

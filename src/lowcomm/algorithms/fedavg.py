@@ -37,6 +37,7 @@ from lowcomm.algorithms.base import (
 )
 from lowcomm.algorithms.local import Drift, LocalSchedule, local_sgd
 from lowcomm.algorithms.optim import Optimizer, sgd
+from lowcomm.algorithms.screen import UploadForm
 from lowcomm.algorithms.vectorized import decode_rows, local_sgd_batched, vectorizable
 from lowcomm.compress import Codec, fp32
 from lowcomm.core import Payload
@@ -87,4 +88,5 @@ def fedavg(model: ModelFn, *, client_optimizer: Optimizer, epochs: int = 1,
                               broadcast_params(downlink, model.layout), client_update,
                               server_update, downlink.name, uplink.name, model.layout.size,
                               client_update_batch if vectorizable(model) else None,
-                              client_state=uplink_state(uplink, model.layout))
+                              client_state=uplink_state(uplink, model.layout),
+                              upload_form=UploadForm(uplink, model.layout))

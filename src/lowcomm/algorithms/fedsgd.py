@@ -35,6 +35,7 @@ from lowcomm.algorithms.base import (
 )
 from lowcomm.algorithms.local import full_gradient
 from lowcomm.algorithms.optim import Optimizer, sgd
+from lowcomm.algorithms.screen import UploadForm
 from lowcomm.algorithms.vectorized import decode_rows, full_gradient_batched, vectorizable
 from lowcomm.compress import Codec, fp32
 from lowcomm.core import Payload
@@ -75,4 +76,5 @@ def fedsgd(model: ModelFn, *, lr: float, server_optimizer: Optimizer | None = No
                               broadcast_params(downlink, model.layout), client_update,
                               server_update, downlink.name, uplink.name, model.layout.size,
                               client_update_batch if vectorizable(model) else None,
-                              client_state=uplink_state(uplink, model.layout))
+                              client_state=uplink_state(uplink, model.layout),
+                              upload_form=UploadForm(uplink, model.layout))

@@ -60,6 +60,7 @@ from lowcomm.algorithms.base import (
 from lowcomm.algorithms.dgc import check_dgc, dgc_clients, sparse_uplink
 from lowcomm.algorithms.local import LocalSchedule
 from lowcomm.algorithms.optim import Optimizer, sgd
+from lowcomm.algorithms.screen import UploadForm
 from lowcomm.compress import Codec, fp32
 from lowcomm.compress.codec import is_int
 from lowcomm.core import Layout, Payload
@@ -162,5 +163,6 @@ def gmf(model: ModelFn, *, client_optimizer: Optimizer, rounds: int,
     return FederatedAlgorithm("gmf", hyperparams, init, server_message, client_update,
                               server_update, downlink.name, f"{decoder.name}+gmf", layout.size,
                               client_update_batch,
-                              client_state=uplink_state(decoder, layout))
+                              client_state=uplink_state(decoder, layout),
+                              upload_form=UploadForm(decoder, layout))
 

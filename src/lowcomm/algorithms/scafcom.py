@@ -56,6 +56,7 @@ from lowcomm.algorithms.controlled import (
     controlled_clients,
 )
 from lowcomm.algorithms.local import LocalResult, LocalSchedule
+from lowcomm.algorithms.screen import UploadForm
 from lowcomm.compress import Codec, fp32
 from lowcomm.core import Payload
 from lowcomm.models import ModelFn
@@ -97,4 +98,5 @@ def scafcom(model: ModelFn, *, num_clients: int, client_lr: float, local_steps: 
     return FederatedAlgorithm(
         "scafcom", hyperparams, control_init, control_message(downlink, layout),
         client_update, server_update, downlink.name, uplink.name, d, client_update_batch,
-        client_state={"c": (d,), "v": (d,)})
+        client_state={"c": (d,), "v": (d,)},
+        upload_form=UploadForm(uplink, layout, (("delta",),), ()))

@@ -42,6 +42,7 @@ from lowcomm.algorithms.controlled import (
     controlled_clients,
 )
 from lowcomm.algorithms.local import LocalResult, LocalSchedule
+from lowcomm.algorithms.screen import UploadForm
 from lowcomm.compress import Codec, fp32
 from lowcomm.core import Payload
 from lowcomm.models import ModelFn
@@ -77,4 +78,5 @@ def scaffold(model: ModelFn, *, num_clients: int, client_lr: float, local_steps:
     return FederatedAlgorithm(
         "scaffold", hyperparams, control_init, control_message(downlink, layout),
         client_update, server_update, downlink.name, uplink.name, d, client_update_batch,
-        client_state={"c": (d,)})
+        client_state={"c": (d,)},
+        upload_form=UploadForm(uplink, layout, (("dy", "dc"),), ()))

@@ -12,7 +12,7 @@ import importlib.util
 import types
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, get_args, get_type_hints
+from typing import Any, get_args, get_origin, get_type_hints
 
 import yaml
 
@@ -164,6 +164,17 @@ class RunConfig:
                                    section="training")
     ray_actors: int = _opt(2, "execution=ray: Ray actors hosting the clients (one CPU each)",
                            section="training")
+    # faults: injected failures and what the server tolerates (docs/simulation.md, "Faults")
+    fault: tuple[str, ...] = _opt((), "inject a fault, e.g. 'kill client 2 at round 3', 'stall "
+                                  "client 1 at round 2', 'corrupt [nan|shape|field|oversize] "
+                                  "client 0 at round 1' (repeatable)", section="faults")
+    min_cohort: int = _opt(1, "fewest admitted uploads a round needs for a server update; "
+                           "below it the model is unchanged", section="faults")
+    max_upload_nbytes: int | None = _opt(None, "reject uploads larger than this many bytes "
+                                         "(default: no limit)", section="faults")
+    round_timeout_seconds: float | None = _opt(None, "how long a real server waits for a "
+                                               "round's uploads (the simulator has no clock: "
+                                               "a stall is a dropout)", section="faults")
     # cost models (modeled, never measured)
     network: str = _opt("constant", "network model: constant, lognormal (per-client draws), "
                         "flash (real phone traces), mobile (real 4G/5G/WiFi tests)",
@@ -203,7 +214,8 @@ def option_specs(schema: type | None = None) -> list[tuple[dataclasses.Field, ty
     specs = []
     for f in dataclasses.fields(schema):
         hint = hints[f.name]
-        base = next((a for a in get_args(hint) if a is not type(None)), hint)
+        base = (tuple if get_origin(hint) is tuple  # a repeatable option of strings
+                else next((a for a in get_args(hint) if a is not type(None)), hint))
         specs.append((f, base))
     return specs
 
@@ -213,6 +225,11 @@ def _coerce(name: str, value: Any, kind: type, optional: bool) -> Any:
         if optional:
             return None
         raise ConfigError(f"{name} must not be empty")
+    if kind is tuple:
+        items = [value] if isinstance(value, str) else value
+        if not isinstance(items, list | tuple) or not all(isinstance(v, str) for v in items):
+            raise ConfigError(f"{name} must be a string or a list of strings; got {value!r}")
+        return tuple(items)
     if kind is bool:
         if isinstance(value, bool):
             return value
@@ -331,6 +348,18 @@ def validate(c: RunConfig) -> None:
     need(c.runtime != "distributed" or c.execution != "processes",
          "execution=processes does not run distributed: each rank is already one process "
          "(use auto, sequential or vectorized)")
+    need(1 <= c.min_cohort <= c.clients_per_round, f"min_cohort must be in [1, "
+         f"clients_per_round={c.clients_per_round}]; got {c.min_cohort}")
+    need(c.max_upload_nbytes is None or c.max_upload_nbytes >= 1,
+         f"max_upload_nbytes must be >= 1; got {c.max_upload_nbytes}")
+    need(c.round_timeout_seconds is None or c.round_timeout_seconds > 0,
+         f"round_timeout_seconds must be > 0; got {c.round_timeout_seconds}")
+    from lowcomm.runtime.faults import FaultPlan  # torch: not needed for --help
+
+    try:
+        FaultPlan.parse(c.fault)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
     need(c.eval_samples is None or c.eval_samples >= 1,
          f"eval_samples must be >= 1; got {c.eval_samples}")
     need(c.network_sigma >= 0, f"network_sigma must be >= 0; got {c.network_sigma}")

@@ -41,6 +41,7 @@ examples:
 
 SECTIONS = {"data": "data", "model": "model", "training": "model and algorithm",
             "privacy": "mechanism and privacy",
+            "faults": "faults (injected failures and what the server tolerates)",
             "cost": "cost models (modeled, never measured)",
             "runtime": "runtime (simulator, or one rank of a torch.distributed run)",
             "output": "run records"}
@@ -91,6 +92,10 @@ def _add_config_options(parser, schema) -> None:
         if kind is bool:
             group.add_argument(_flag(f.name), dest=f.name, action="store_true",
                                default=argparse.SUPPRESS, help=f.metadata["help"])
+        elif kind is tuple:
+            group.add_argument(_flag(f.name), dest=f.name, action="append",
+                               default=argparse.SUPPRESS, metavar="TEXT",
+                               help=f.metadata["help"])
         else:
             # choices are checked by build_config, so flags and YAML fail the same way
             group.add_argument(_flag(f.name), dest=f.name, default=argparse.SUPPRESS,

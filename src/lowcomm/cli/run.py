@@ -19,7 +19,7 @@ import lowcomm
 from lowcomm import cost
 from lowcomm.cli.build import CostModels, RunParts, build_cost_models, build_run
 from lowcomm.cli.checkpoints import Continuation, run_continuation
-from lowcomm.cli.config import RunConfig
+from lowcomm.cli.config import ConfigError, RunConfig
 from lowcomm.cli.launch import join_run, rank_environment, star_runtime_summary
 from lowcomm.cli.records import Recording, recording
 from lowcomm.report import summary_table
@@ -34,6 +34,7 @@ from lowcomm.runtime import (
     simulate,
     vectorized,
 )
+from lowcomm.runtime.faults import FaultPlan
 
 EXECUTORS = {"auto": auto, "sequential": sequential, "vectorized": vectorized,
              "processes": processes}
@@ -86,9 +87,34 @@ def summarize(c: RunConfig, parts: RunParts, result: SimulationResult, costs: co
                      **({"simulator_seconds": simulator_seconds} if rank_result is None else
                         {"wall_seconds": simulator_seconds})},
         **({} if rank_result is None else {"runtime": star_runtime_summary(rank_result, c)}),
+        "dropouts": dropouts(result),
         "counted": {"flops": totals.flops, "convention": cost.COUNTED_OPS},
         "modeled": costs.as_dict(),
     }
+
+
+def dropouts(result: SimulationResult) -> dict[str, Any]:
+    """The run's dropouts by reason (the ledger's DropEvents) and its rounds without a server
+    update (fewer than min_cohort admitted uploads)."""
+    reasons: dict[str, int] = {}
+    for event in result.ledger.drop_events():
+        reasons[event.reason] = reasons.get(event.reason, 0) + 1
+    return {"total": sum(reasons.values()), "by_reason": reasons,
+            "rounds_without_update": [r.round for r in result.rounds if not r.updated]}
+
+
+def fault_plan(c: RunConfig, parts: RunParts) -> FaultPlan:
+    """The run's `--fault`s, checked against its clients and rounds before anything runs."""
+    plan = FaultPlan.parse(c.fault)  # the specs themselves were checked with the config
+    if plan.faults and c.runtime != "simulator":
+        raise ConfigError(f"--fault is not supported with runtime={c.runtime} yet; inject "
+                          "faults in the simulator")
+    try:
+        plan.check(num_clients=parts.dataset.num_clients,
+                   first_round=int(not parts.algorithm.initial_full_round), last_round=c.rounds)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+    return plan
 
 
 def run_command(c: RunConfig, console: Console) -> int:
@@ -98,6 +124,7 @@ def run_command(c: RunConfig, console: Console) -> int:
     with console.status(f"preparing {c.dataset} / {c.model} / {c.algorithm}"):
         parts = build_run(c)
         models = build_cost_models(c)
+        fault_plan(c, parts)  # a fault naming a client or round the run lacks: refused now
         cont = (Continuation() if rank is not None
                 else run_continuation(c, parts, _settings(c), _executor(c, None)))
     transport = None if rank is None else join_run(rank, c)
@@ -137,7 +164,9 @@ def _price_and_summarize(c: RunConfig, parts: RunParts, result: SimulationResult
 
 def _settings(c: RunConfig) -> SimulationSettings:
     return SimulationSettings(rounds=c.rounds, clients_per_round=c.clients_per_round,
-                              eval_every=c.eval_every, seed=c.seed, eval_samples=c.eval_samples)
+                              eval_every=c.eval_every, seed=c.seed, eval_samples=c.eval_samples,
+                              min_cohort=c.min_cohort, max_upload_nbytes=c.max_upload_nbytes,
+                              round_timeout_seconds=c.round_timeout_seconds)
 
 
 def _executor(c: RunConfig, transport: Any) -> Executor:
@@ -157,7 +186,8 @@ def _simulate(c: RunConfig, parts: RunParts, transport: Any, *, ledger: Any = No
     executor = _executor(c, transport)
     if transport is None:
         return simulate(*args, on_round=on_round, ledger=ledger, executor=executor,
-                        checkpoint=cont.policy, resume=cont.resume), None
+                        checkpoint=cont.policy, resume=cont.resume,
+                        faults=fault_plan(c, parts)), None
     from lowcomm.runtime.distributed import simulate_rank
 
     rank_result = simulate_rank(*args, transport, executor=executor, on_round=on_round,

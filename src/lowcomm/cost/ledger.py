@@ -117,7 +117,31 @@ class CollectiveEvent:
         return len(self.hop_nbytes)
 
 
-Event = CommEvent | ComputeEvent | CollectiveEvent
+# Why a cohort member contributed nothing to its round (see lowcomm.runtime.guard): its upload
+# never arrived ("lost": the connection closed or the process died; "timeout": not by the
+# round's deadline), its bytes did not parse ("refused"), or the server rejected what they held.
+DROP_REASONS = ("lost", "timeout", "refused", "oversized", "malformed", "wrong-shape",
+                "non-finite")
+
+
+@dataclass(frozen=True, slots=True)
+class DropEvent:
+    """`party` (a cohort member) contributed nothing to `round`, for `reason` (DROP_REASONS).
+
+    A drop has no cost of its own: totals and pricing ignore it. The bytes that did arrive are
+    `CommEvent`s as usual (a rejected upload crossed the link); this event says they were not
+    used, and reports count it."""
+
+    round: int
+    party: str
+    reason: str
+
+    def __post_init__(self) -> None:
+        if self.reason not in DROP_REASONS:
+            raise ValueError(f"reason must be one of {DROP_REASONS}; got {self.reason!r}")
+
+
+Event = CommEvent | ComputeEvent | CollectiveEvent | DropEvent
 
 
 @dataclass(frozen=True)
@@ -166,9 +190,9 @@ class Ledger:
         self.extend(events)
 
     def record(self, event: Event) -> None:
-        if not isinstance(event, CommEvent | ComputeEvent | CollectiveEvent):
-            raise TypeError("a ledger holds CommEvent, ComputeEvent or CollectiveEvent; got "
-                            f"{type(event).__name__}")
+        if not isinstance(event, CommEvent | ComputeEvent | CollectiveEvent | DropEvent):
+            raise TypeError("a ledger holds CommEvent, ComputeEvent, CollectiveEvent or "
+                            f"DropEvent; got {type(event).__name__}")
         self._events.append(event)
 
     def extend(self, events: Iterable[Event]) -> None:
@@ -194,6 +218,10 @@ class Ledger:
 
     def collective_events(self) -> list[CollectiveEvent]:
         return [e for e in self._events if isinstance(e, CollectiveEvent)]
+
+    def drop_events(self, *, start: int = 0) -> list[DropEvent]:
+        """The drops recorded, or those appended at index `start` and later."""
+        return [e for e in self._events[start:] if isinstance(e, DropEvent)]
 
     def totals(self, *, start: int = 0) -> Totals:
         """Sums over all events, or over those appended at index `start` and later."""
@@ -230,7 +258,7 @@ class Ledger:
     @staticmethod
     def from_rows(rows: Iterable[dict]) -> Ledger:
         kinds = {"CommEvent": CommEvent, "ComputeEvent": ComputeEvent,
-                 "CollectiveEvent": CollectiveEvent}
+                 "CollectiveEvent": CollectiveEvent, "DropEvent": DropEvent}
         events = []
         for row in rows:
             row = dict(row)

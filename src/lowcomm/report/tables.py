@@ -79,6 +79,14 @@ def summary_table(summary: dict[str, Any]) -> Table:
                      f"measured: the server, rank 0 of {runtime['world_size']} processes over "
                      f"gloo, {1e3 * runtime['rank0_round_seconds_mean']:.1f} ms per round (a "
                      "measurement of this machine, not a cost model)"))
+    drops = summary.get("dropouts") or {}
+    if drops.get("total"):
+        by_reason = ", ".join(f"{n} {reason}" for reason, n in drops["by_reason"].items())
+        skipped = drops["rounds_without_update"]
+        rows.insert(3, ("dropouts", str(drops["total"]),
+                        f"ledger DropEvents: {by_reason}"
+                        + (f"; no server update in rounds {skipped} (below min_cohort)"
+                           if skipped else "")))
     for row in rows:
         table.add_row(*row)
     return table

@@ -16,6 +16,12 @@ the same parameters (bit for bit), ledger events and records (but their measured
 `simulator_seconds`) as the uninterrupted run. The checkpoint must come from a run with the same
 `checkpoint_options` (settings, algorithm and its hyperparameters, dataset, initial parameters,
 execution strategy, which may differ in float summation order).
+
+Faults (`lowcomm.runtime.faults`, `lowcomm.runtime.guard`): a client that sends nothing or whose
+upload the guard rejects is a dropout, recorded in the ledger as a `DropEvent` and logged; the
+round completes with the others, and with fewer than `min_cohort` admitted uploads the server
+makes no update. The simulator has no clock, so a stalled client is simply one whose upload does
+not arrive (`round_timeout_seconds` is for the real runtimes). A run without faults is unchanged.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ import numpy as np
 import torch
 
 from lowcomm.algorithms import ClientTask, FederatedAlgorithm
+from lowcomm.algorithms.screen import UploadRejectedError
 from lowcomm.core import numpy_rng, torch_generator
 from lowcomm.cost.flops import FlopCounter
 from lowcomm.cost.ledger import ComputeEvent, Ledger, client_name
@@ -46,6 +53,8 @@ from lowcomm.runtime.checkpoint import (
 )
 from lowcomm.runtime.evaluate import Evaluation, evaluate
 from lowcomm.runtime.execution import Executor, TaskKey, auto
+from lowcomm.runtime.faults import FaultPlan
+from lowcomm.runtime.guard import admit, drop, log
 from lowcomm.runtime.state import ClientStateStore
 from lowcomm.runtime.transport import StarTransport, WireTap
 
@@ -58,6 +67,9 @@ class SimulationSettings:
     seed: int = 0
     eval_samples: int | None = None  # evaluate on a fixed seeded subset of the global test set
     state_path: str | None = None  # file for per-client state rows (default: in memory)
+    min_cohort: int = 1  # fewer admitted uploads than this: the round makes no server update
+    max_upload_nbytes: int | None = None  # larger uploads are rejected as oversized
+    round_timeout_seconds: float | None = None  # real runtimes: how long the server waits
 
     def __post_init__(self) -> None:
         for name in ("rounds", "clients_per_round", "eval_every"):
@@ -65,6 +77,15 @@ class SimulationSettings:
                 raise ValueError(f"{name} must be >= 1; got {getattr(self, name)}")
         if self.eval_samples is not None and self.eval_samples < 1:
             raise ValueError(f"eval_samples must be >= 1 or None; got {self.eval_samples}")
+        if not 1 <= self.min_cohort <= self.clients_per_round:
+            raise ValueError(f"min_cohort must be in [1, clients_per_round="
+                             f"{self.clients_per_round}]; got {self.min_cohort}")
+        if self.max_upload_nbytes is not None and self.max_upload_nbytes < 1:
+            raise ValueError(f"max_upload_nbytes must be >= 1 or None; got "
+                             f"{self.max_upload_nbytes}")
+        if self.round_timeout_seconds is not None and not self.round_timeout_seconds > 0:
+            raise ValueError(f"round_timeout_seconds must be > 0 or None; got "
+                             f"{self.round_timeout_seconds}")
 
 
 @dataclass(frozen=True)
@@ -78,6 +99,8 @@ class RoundRecord:
     simulator_seconds: float  # measured wall-clock of this process: simulator speed, not modeled
     test_accuracy: float | None = None
     test_loss: float | None = None
+    dropped: int = 0  # cohort members that contributed nothing (the round's DropEvents)
+    updated: bool = True  # False: fewer than min_cohort admitted uploads, the model is unchanged
 
 
 @dataclass(frozen=True)
@@ -108,13 +131,15 @@ def simulate(algorithm: FederatedAlgorithm, dataset: FederatedDataset, model: Mo
              tap: WireTap | None = None, ledger: Ledger | None = None,
              until: Callable[[RoundRecord], bool] | None = None,
              checkpoint: CheckpointPolicy | None = None,
-             resume: Checkpoint | None = None) -> SimulationResult:
+             resume: Checkpoint | None = None,
+             faults: FaultPlan | None = None) -> SimulationResult:
     """Run `settings.rounds` rounds of `algorithm` from `params`; see the module docstring.
 
     Pass an empty `ledger` to keep the events recorded so far if the run is interrupted. With
     `until`, the run stops after the first round whose record satisfies it (e.g. a target
     accuracy), so `rounds` is then an upper bound. `checkpoint` writes checkpoints; `resume`
-    continues from one (its rounds are not passed to `on_round` again).
+    continues from one (its rounds are not passed to `on_round` again). `faults` injects the
+    plan's kills, stalls and corruptions (`lowcomm.runtime.faults`).
     """
     if settings.clients_per_round > dataset.num_clients:
         raise ValueError(f"clients_per_round ({settings.clients_per_round}) exceeds the number "
@@ -123,12 +148,16 @@ def simulate(algorithm: FederatedAlgorithm, dataset: FederatedDataset, model: Mo
     ledger = Ledger() if ledger is None else ledger
     if len(ledger):
         raise ValueError(f"ledger must start empty; it holds {len(ledger)} events")
-    transport = StarTransport(ledger, tap=tap)
+    faults = faults or FaultPlan()
+    faults.check(num_clients=dataset.num_clients, first_round=int(not algorithm.initial_full_round),
+                 last_round=settings.rounds)
+    transport = StarTransport(ledger, tap=tap,
+                              outgoing=faults.outgoing if faults.faults else None)
     store = (None if algorithm.client_state is None
              else ClientStateStore(algorithm.client_state, path=settings.state_path))
     state = algorithm.init(params)
     run = _Run(algorithm, dataset, model, flops, settings, executor, transport, ledger, store,
-               *eval_set(dataset, settings), task_maker(dataset, settings.seed))
+               *eval_set(dataset, settings), task_maker(dataset, settings.seed), faults)
     options = checkpoint_options(algorithm, dataset, params, settings, executor.name,
                                  checkpoint)
     if resume is None:
@@ -201,30 +230,60 @@ class _Run:
     test_x: torch.Tensor
     test_y: torch.Tensor
     make_task: Callable[[TaskKey], ClientTask]
+    faults: FaultPlan
 
 
 def _round(run: _Run, state: Any, t: int) -> tuple[Any, RoundRecord]:
     """Round t: cohort (every client in round 0), broadcast, client work, uploads, server
-    update, evaluation."""
+    update, evaluation; faults and rejected uploads drop clients (module docstring)."""
     started = time.perf_counter()
     events_before = len(run.ledger)
     cohort = round_cohort(run.dataset.num_clients, run.settings, t)
-    messages = run.transport.broadcast(run.algorithm.server_message(state), cohort, round=t,
+    run.faults.warn_idle(cohort, t)
+    for c in cohort:
+        if run.faults.dead(c, t):
+            drop(run.ledger, c, t, "lost", f"it died in round {run.faults.killed_at(c)}")
+    reached = [c for c in cohort if not run.faults.dead(c, t)]
+    messages = run.transport.broadcast(run.algorithm.server_message(state), reached, round=t,
                                        channel="model", codec=run.algorithm.downlink_codec)
-    jobs = [(message, task_key(run.dataset, run.store, c, t))
-            for message, c in zip(messages, cohort, strict=True)]
-    outputs = run.executor.run(run.algorithm, jobs, run.make_task)
-    uploads = []
-    for c, out in zip(cohort, outputs, strict=True):
+    working = []
+    for message, c in zip(messages, reached, strict=True):
+        if run.faults.killed_at(c) == t:
+            drop(run.ledger, c, t, "lost", "killed before it uploaded (fault injection)")
+        else:
+            working.append((message, c))
+    outputs = run.executor.run(run.algorithm, [(m, task_key(run.dataset, run.store, c, t))
+                                               for m, c in working], run.make_task)
+    uploads, losses = [], []
+    for (_, c), out in zip(working, outputs, strict=True):
         run.ledger.record(ComputeEvent(t, client_name(c),
                                        client_flops(run.flops, run.dataset, out.steps), "train"))
         if run.store is not None:
-            run.store.put(c, out.state)
-        uploads.append(run.transport.upload(out.payload, c, round=t, channel="update",
-                                            codec=run.algorithm.uplink_codec))
-    return conclude_round(run.algorithm, run.model, run.settings, state, uploads, t,
-                          [(o.train_loss, o.num_samples) for o in outputs], run.ledger,
-                          events_before, started, run.test_x, run.test_y)
+            run.store.put(c, out.state)  # the client finished: it keeps what it computed
+        upload = _receive(run, out.payload, c, t)
+        if upload is None:
+            continue
+        uploads.append(upload)
+        losses.append((out.train_loss, out.num_samples))
+    return conclude_round(run.algorithm, run.model, run.settings, state, uploads, t, losses,
+                          run.ledger, events_before, started, run.test_x, run.test_y)
+
+
+def _receive(run: _Run, payload: Any, c: int, t: int) -> Any:
+    """Client c's upload as the server parsed and admitted it, or None (a dropout)."""
+    fault = run.faults.at(c, t)
+    if fault is not None and fault.kind == "stall":
+        drop(run.ledger, c, t, "timeout", "no upload by the deadline (fault injection: stall)")
+        return None
+    try:
+        upload = run.transport.upload(payload, c, round=t, channel="update",
+                                      codec=run.algorithm.uplink_codec)
+    except UploadRejectedError as err:
+        drop(run.ledger, c, t, err.reason, err.detail)
+        return None
+    ok = admit(run.algorithm, upload, run.ledger, client=c, round=t,
+               max_upload_nbytes=run.settings.max_upload_nbytes)
+    return upload if ok else None
 
 
 # The pieces of one round that every runtime shares (the simulator here, the torch.distributed
@@ -252,15 +311,22 @@ def conclude_round(algorithm: FederatedAlgorithm, model: ModelFn, settings: Simu
                    state: Any, uploads: list, t: int, losses: list[tuple[float, int]],
                    ledger: Ledger, events_before: int, started: float, test_x: torch.Tensor,
                    test_y: torch.Tensor) -> tuple[Any, RoundRecord]:
-    """The server update from the parsed `uploads` (cohort order), the round's record from
-    the ledger since `events_before` and the clients' `(train_loss, num_samples)`, and the
-    evaluation every `eval_every` rounds and at the last round."""
-    state = algorithm.server_update(state, uploads)
+    """The server update from the admitted `uploads` (cohort order; none if fewer than
+    `min_cohort`), the round's record from the ledger since `events_before` (its dropouts
+    included) and the admitted clients' `(train_loss, num_samples)`, and the evaluation every
+    `eval_every` rounds and at the last round."""
+    updated = len(uploads) >= settings.min_cohort
+    if updated:
+        state = algorithm.server_update(state, uploads)
+    else:
+        log.warning("round %d: %d admitted uploads, fewer than min_cohort=%d: no server update",
+                    t, len(uploads), settings.min_cohort)
     totals = ledger.totals(start=events_before)
     samples = sum(n for _, n in losses)
     train_loss = sum(loss * n for loss, n in losses) / samples if samples else float("nan")
     record = RoundRecord(t, len(losses), train_loss, totals.bytes_up, totals.bytes_down,
-                         totals.flops, time.perf_counter() - started)
+                         totals.flops, time.perf_counter() - started,
+                         dropped=len(ledger.drop_events(start=events_before)), updated=updated)
     if t % settings.eval_every == 0 or t == settings.rounds:
         result = evaluate(model, state.params, test_x, test_y)
         record = RoundRecord(**{**record.__dict__, "test_accuracy": result.accuracy,
