@@ -26,14 +26,18 @@ def training_summary_table(summary: dict[str, Any]) -> Table:
     workers = summary["workers"]
     rows = [
         ("validation loss (final)", _loss(summary["final_val_loss"]),
-         f"worker 0's model, {summary['dataset']['eval_windows']} held-out windows, nats per "
+         f"{'worker 0' if 'membership' not in summary else 'the first live worker'}'s model, "
+         f"{summary['dataset']['eval_windows']} held-out windows, nats per "
          "character"),
         ("validation loss (initial)", _loss(summary["initial_val_loss"]), "before training"),
         ("replicas identical", "yes" if summary["replicas_identical"] else
          f"no (spread {summary.get('replica_spread', float('nan')):.3g})",
-         "SHA-256 of every worker's served parameters at the end; spread: max L2 distance "
-         "to worker 0's"),
-        ("steps", f"{summary['steps']:,}", f"inner steps on each of {workers} workers"),
+         "SHA-256 of every live worker's served parameters at the end; spread: max L2 "
+         "distance to the first live worker's"),
+        ("steps", f"{summary['steps']:,}", f"inner steps on each of {workers} workers"
+         if "membership" not in summary else
+         f"global inner steps; {workers} workers at first, membership "
+         f"{summary['membership']!r}, live at the end: {summary['live_workers_at_end']}"),
         ("model parameters", f"{summary['model']['num_params']:,}", summary["model"]["key"]),
         ("bytes sent", human_bytes(peer["total_nbytes"]),
          f"measured: {peer['total_nbytes']:,} serialized bytes, all workers"),
