@@ -105,3 +105,47 @@ def test_a_star_run_needs_a_client_rank():
     with pytest.raises(ValueError, match="world_size >= 2"):
         client_rank(3, 1)
     assert [client_rank(c, 3) for c in range(5)] == [1, 2, 1, 2, 1]
+
+
+def test_every_algorithm_of_lowcomm_run_gives_the_simulators_ledger():
+    """The registry contract: each algorithm `lowcomm run` builds (with a stochastic, a
+    sparse or an error-fed codec where it takes one) runs distributed as in the simulator. One
+    group of 3 ranks runs them one after another; the transport counters are cumulative, so
+    each run's are the difference from the previous run's."""
+    from lowcomm.cli.build import build_run
+    from lowcomm.cli.config import ALGORITHMS as REGISTRY
+    from lowcomm.cli.config import RunConfig
+
+    uplinks = {"fedavg": "topk:0.2+kmeans:3+huffman", "fedsgd": "qsgd:7", "scallion": "randk:0.2",
+               "ef21": "topk:0.2,ef21", "scafcom": "topk:0.3"}
+    configs = {name: RunConfig(algorithm=name, dataset="digits", clients=6, clients_per_round=3,
+                               rounds=2, model="logreg", partition="iid", local_steps=2,
+                               uplink=uplinks.get(name, "fp32"), execution="sequential")
+               for name in REGISTRY}
+    runs = {}
+    for name, c in configs.items():
+        parts = build_run(c)
+        flops = FlopCounter(parts.spec.key, parts.spec.build, input_dtype=parts.spec.input_dtype)
+        flops.step((1, *parts.dataset.input_shape))
+        settings = SimulationSettings(rounds=c.rounds, clients_per_round=c.clients_per_round,
+                                      seed=c.seed)
+        runs[name] = (parts.algorithm, parts.dataset, parts.model, parts.params, flops, settings)
+
+    def rank(r, nproc, ep):
+        transport = join(rank=r, world_size=nproc, master_addr=ep.master_addr,
+                         master_port=ep.master_port, token=ep.token,
+                         timeout_seconds=TIMEOUT_SECONDS)
+        return [simulate_rank(*args, transport, executor=sequential()) for args in runs.values()]
+
+    ranks = spawn_local(rank, RANKS, timeout_seconds=TIMEOUT_SECONDS, grace_seconds=20.0)
+    torch.set_num_threads(1)
+    before = [(0, 0)] * RANKS
+    for i, (name, args) in enumerate(runs.items()):
+        run, sim = ranks[0][i].run, simulate(*args, executor=sequential())
+        assert run.ledger == sim.ledger, name
+        assert len(run.ledger.comm_events()) > 0, name
+        assert torch.equal(run.params, sim.params), name
+        counts = [(w.payload_sent_nbytes, w.payload_received_nbytes) for w in ranks[0][i].wire]
+        moved = [(s - s0, r - r0) for (s, r), (s0, r0) in zip(counts, before, strict=True)]
+        assert moved == ledger_nbytes_by_rank(run.ledger, RANKS), name
+        before = counts
