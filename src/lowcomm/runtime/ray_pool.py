@@ -70,6 +70,18 @@ def pin_clients(keys: Sequence[TaskKey], actors: int) -> list[list[int]]:
     return groups
 
 
+def _join(ray: Any, address: str) -> None:
+    try:
+        ray.init(address=address, log_to_driver=False)
+    except (ConnectionError, RuntimeError) as err:  # what ray.init raises for both
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ConnectionError(
+            f"cannot join the Ray cluster at {address!r}: {first}. Is `ray start --head` "
+            "running there? If the cluster uses token authentication, export "
+            "RAY_AUTH_MODE=token here too, with its token in ~/.ray/auth_token, RAY_AUTH_TOKEN "
+            "or RAY_AUTH_TOKEN_PATH (docs/security.md)") from err
+
+
 class _Session:
     """Ray as this executor uses it: the connection (started here or found), and the actors for
     one (algorithm, make_task)."""
@@ -81,7 +93,7 @@ class _Session:
             if address is None:  # a local instance of our own, bounded to `local_cpus` CPUs
                 ray.init(num_cpus=local_cpus, include_dashboard=False, log_to_driver=False)
             else:
-                ray.init(address=address, log_to_driver=False)
+                _join(ray, address)
             self.started = True
         self.hosts: list[Any] = []
         self.owner: tuple[FederatedAlgorithm, MakeTask] | None = None
