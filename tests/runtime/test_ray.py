@@ -4,6 +4,7 @@ local Ray instance (2 CPUs, no dashboard) started once for this module. Skipped 
 import dataclasses
 import json
 import os
+import socket
 import subprocess
 import sys
 
@@ -21,7 +22,11 @@ from lowcomm.runtime import SimulationSettings, sequential, simulate
 
 ray = pytest.importorskip("ray")
 from lowcomm.runtime.execution import TaskKey  # noqa: E402 (after the skip)
-from lowcomm.runtime.ray_pool import pin_clients, ray_actors  # noqa: E402
+from lowcomm.runtime.ray_pool import (  # noqa: E402
+    check_reachable,
+    pin_clients,
+    ray_actors,
+)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -156,3 +161,24 @@ def test_cli_runs_on_a_ray_cluster_by_address_like_sequential(tmp_path, capsys):
         reference["summary"]["final_test_accuracy"], abs=1e-9)
     assert ray.is_initialized() and ray.cluster_resources().get("CPU") == 2
 
+
+
+def test_an_address_where_nothing_listens_is_refused_at_once():
+    with socket.socket() as probe:  # a port that was free a moment ago: nothing listens there
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with pytest.raises(ConnectionError, match=rf"'127.0.0.1:{port}': nothing answers there"):
+        check_reachable(f"127.0.0.1:{port}")
+    with pytest.raises(ValueError, match=r"ray address must be HOST:PORT .* got 'head-node'"):
+        check_reachable("head-node")
+    check_reachable(ray.get_runtime_context().gcs_address)  # this module's head answers
+
+
+def test_cli_refuses_a_ray_address_where_nothing_listens_in_one_line(capsys):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    assert main(["run", "--dataset", "digits", "--model", "logreg", "--execution", "ray",
+                 "--ray-address", f"127.0.0.1:{port}", "--no-store"]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert f"cannot join the Ray cluster at '127.0.0.1:{port}'" in err and "Traceback" not in err

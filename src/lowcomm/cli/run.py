@@ -46,8 +46,13 @@ def build_executor(c: RunConfig) -> Executor:
     execution=ray."""
     if c.execution != "ray":
         return EXECUTORS[c.execution]()
-    from lowcomm.runtime.ray_pool import ray_actors
+    from lowcomm.runtime.ray_pool import check_reachable, ray_actors
 
+    if c.ray_address is not None:
+        try:  # a wrong address is a one-line mistake, not minutes of Ray's retries
+            check_reachable(c.ray_address)
+        except (ConnectionError, ValueError) as err:
+            raise ConfigError(str(err)) from None
     return ray_actors(actors=c.ray_actors, address=c.ray_address)
 
 

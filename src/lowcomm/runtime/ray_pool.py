@@ -22,6 +22,7 @@ that imports it, and only when an executor is built.
 
 from __future__ import annotations
 
+import socket
 import traceback
 from collections.abc import Sequence
 from typing import Any
@@ -70,7 +71,24 @@ def pin_clients(keys: Sequence[TaskKey], actors: int) -> list[list[int]]:
     return groups
 
 
+def check_reachable(address: str, *, timeout_seconds: float = 10.0) -> None:
+    """Refuse, within `timeout_seconds`, a Ray head address "HOST:PORT" where nothing listens
+    (`ray.init` would retry for minutes); "auto" and "ray://" addresses are left to Ray."""
+    if address == "auto" or address.startswith("ray://"):
+        return
+    host, sep, port = address.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"ray address must be HOST:PORT (e.g. 10.0.0.1:6379) or auto; "
+                         f"got {address!r}")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_seconds).close()
+    except OSError as err:
+        raise ConnectionError(f"cannot join the Ray cluster at {address!r}: nothing answers "
+                              f"there ({err}). Is `ray start --head` running?") from None
+
+
 def _join(ray: Any, address: str) -> None:
+    check_reachable(address)
     try:
         ray.init(address=address, log_to_driver=False)
     except (ConnectionError, RuntimeError) as err:  # what ray.init raises for both
