@@ -5,7 +5,6 @@ it."""
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import platform
 import time
 from typing import Any
@@ -17,6 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 import lowcomm
 from lowcomm import cost
+from lowcomm.algorithms.replicated import param_hash
 from lowcomm.cli.build import CostModels, RunParts, build_cost_models, build_run
 from lowcomm.cli.checkpoints import Continuation, run_continuation
 from lowcomm.cli.config import ConfigError, RunConfig
@@ -62,11 +62,6 @@ def environment() -> dict[str, Any]:
             "torch_threads": torch.get_num_threads()}
 
 
-def params_sha256(params: torch.Tensor) -> str:
-    """SHA-256 of a `[d]` float32 vector's bytes: equal hashes mean bit-identical models."""
-    return hashlib.sha256(params.detach().contiguous().numpy().tobytes()).hexdigest()
-
-
 def summarize(c: RunConfig, parts: RunParts, result: SimulationResult, costs: cost.Costs,
               simulator_seconds: float, rank_result: Any = None) -> dict[str, Any]:
     """Everything the final table and the stored record need, as plain JSON-able values;
@@ -87,7 +82,7 @@ def summarize(c: RunConfig, parts: RunParts, result: SimulationResult, costs: co
         "final_test_accuracy": evaluated[-1] if evaluated else None,
         "final_test_loss": result.rounds[-1].test_loss,
         "best_test_accuracy": max(evaluated) if evaluated else None,
-        "final_params_sha256": params_sha256(result.params),
+        "final_params_sha256": param_hash(result.params),  # equal: bit-identical models
         "measured": {**totals.as_dict(),
                      **({"simulator_seconds": simulator_seconds} if rank_result is None else
                         {"wall_seconds": simulator_seconds})},

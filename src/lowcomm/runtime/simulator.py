@@ -27,7 +27,6 @@ not arrive (`round_timeout_seconds` is for the real runtimes). A run without fau
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -37,6 +36,7 @@ import numpy as np
 import torch
 
 from lowcomm.algorithms import ClientTask, FederatedAlgorithm
+from lowcomm.algorithms.replicated import param_hash
 from lowcomm.algorithms.screen import UploadRejectedError
 from lowcomm.core import numpy_rng, torch_generator
 from lowcomm.cost.flops import FlopCounter
@@ -204,14 +204,13 @@ def checkpoint_options(algorithm: FederatedAlgorithm, dataset: FederatedDataset,
     state file's location), the algorithm, its codecs and hyperparameters, the dataset's
     summary, a SHA-256 of the initial parameters, the execution strategy and the policy's
     own `options` (e.g. the command-line config)."""
-    digest = hashlib.sha256(params.detach().contiguous().numpy().tobytes()).hexdigest()
     settings_options = {k: v for k, v in dataclasses.asdict(settings).items()
                         if k != "state_path"}
     return {**(dict(policy.options) if policy is not None else {}),
             "settings": settings_options, "algorithm": algorithm.name,
             "hyperparams": algorithm.hyperparams, "uplink_codec": algorithm.uplink_codec,
             "downlink_codec": algorithm.downlink_codec, "dataset": dataset.describe(),
-            "initial_params_sha256": digest, "execution": execution}
+            "initial_params_sha256": param_hash(params), "execution": execution}
 
 
 @dataclass(frozen=True)
