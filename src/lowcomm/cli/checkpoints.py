@@ -18,6 +18,7 @@ from lowcomm import cost
 from lowcomm.cli.config import ConfigError
 from lowcomm.runtime.checkpoint import Checkpoint, CheckpointError, CheckpointPolicy, resume_point
 from lowcomm.runtime.simulator import checkpoint_options, resolve_executor
+from lowcomm.runtime.workers import training_options
 
 RESULT_FREE_SECTIONS = ("cost", "output")
 LOCATIONS = ("data_dir", "traces_dir")
@@ -71,3 +72,13 @@ def run_continuation(c: Any, parts: Any, settings: Any, executor: Any) -> Contin
     execution = resolve_executor(parts.algorithm, parts.dataset, flops, executor).name
     return Continuation(policy, resume_checkpoint(c, checkpoint_options(
         parts.algorithm, parts.dataset, parts.params, settings, execution, policy)))
+
+
+def train_continuation(c: Any, parts: Any, settings: Any, membership: Any) -> Continuation:
+    """`lowcomm train`'s policy and, with `resume`, its checkpoint checked against this run's
+    options."""
+    policy = checkpoint_policy(c)
+    if not c.resume:
+        return Continuation(policy)
+    return Continuation(policy, resume_checkpoint(c, training_options(
+        parts.algorithm, parts.params, settings, membership, policy)))

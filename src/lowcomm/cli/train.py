@@ -12,6 +12,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from lowcomm import cost
+from lowcomm.algorithms.replicated import param_hash
+from lowcomm.cli.checkpoints import Continuation, train_continuation
 from lowcomm.cli.config import ConfigError
 from lowcomm.cli.launch import join_run, rank_environment, runtime_summary
 from lowcomm.cli.records import Recording, recording
@@ -50,6 +52,7 @@ def summarize(c: TrainConfig, parts: TrainParts, result: TrainingResult,
         "final_val_loss": last.val_loss,
         "best_val_loss": min(r.val_loss for r in result.records),
         "replicas_identical": last.replicas_identical,
+        "final_model_sha256": param_hash(result.models[0]),  # the first live worker's
         "replica_spread": last.replica_spread,
         "measured": {"peer": cost.peer_traffic(result.ledger).as_dict(),
                      **({"simulator_seconds": simulator_seconds} if rank_result is None else
@@ -72,6 +75,8 @@ def train_command(c: TrainConfig, console: Console) -> int:
         console = Console(quiet=True)  # rank 0 speaks for the run
     with console.status(f"preparing {c.dataset} / char_transformer / {c.algorithm}"):
         parts = build_train(c)
+        cont = (FRESH if rank is not None
+                else train_continuation(c, parts, _settings(c), membership_of(c)))
     transport = None if rank is None else join_run(rank, c)
     if transport is not None and transport.rank != 0:
         _run(c, parts, transport)
@@ -81,31 +86,44 @@ def train_command(c: TrainConfig, console: Console) -> int:
                   f"{c.steps} steps of {c.batch_size}x{c.seq_len} characters each, model "
                   f"{parts.spec.key} with {parts.params.numel():,} parameters; overlap: "
                   f"{parts.algorithm.overlap}")
+    if cont.resume is not None:
+        console.print(f"resumed from step {cont.resumed_from} ({cont.resume.source})")
     config = {"command": "train", **dataclasses.asdict(c)}
     env = environment() if rank is None else {**environment(), "runtime": "torch.distributed",
                                               "backend": "gloo", "world_size": rank.world_size}
     with recording(db=c.db, no_store=c.no_store, name=c.name, config=config,
                    environment=env, console=console, what="steps") as rec:
         started = time.perf_counter()
-        result, rank_result = _train_with_progress(c, parts, rec, console, transport)
+        result, rank_result = _train_with_progress(c, parts, rec, console, transport, cont)
         summary = summarize(c, parts, result, time.perf_counter() - started, rank_result)
+        if cont.resume is not None:
+            summary["resumed_from_step"] = cont.resumed_from
         console.print(training_summary_table(summary))
         rec.finish(summary, console)
     return 0
 
 
+FRESH = Continuation()  # no checkpoints written, nothing resumed
+
+
+def _settings(c: TrainConfig) -> TrainingSettings:
+    return TrainingSettings(steps=c.steps, workers=c.workers, seed=c.seed,
+                            eval_every=c.eval_every)
+
+
 def _run(c: TrainConfig, parts: TrainParts, transport: Any, *, ledger: Any = None,
-         on_record: Any = None, on_step: Any = None) -> tuple[TrainingResult, Any]:
-    """The simulator's run of every worker, or this rank's part of a distributed run (whose
-    merged ledger rank 0 adds to `ledger` at the end)."""
+         on_record: Any = None, on_step: Any = None, cont: Continuation = FRESH
+         ) -> tuple[TrainingResult, Any]:
+    """The simulator's run of every worker (checkpointed and resumed as `cont` says), or this
+    rank's part of a distributed run (whose merged ledger rank 0 adds to `ledger` at the
+    end)."""
     flops = cost.FlopCounter(parts.spec.key, parts.spec.build, input_dtype=parts.spec.input_dtype)
-    settings = TrainingSettings(steps=c.steps, workers=c.workers, seed=c.seed,
-                                eval_every=c.eval_every)
-    args = (parts.algorithm, parts.worker_data, parts.model, parts.params, flops, settings)
+    args = (parts.algorithm, parts.worker_data, parts.model, parts.params, flops, _settings(c))
     membership = membership_of(c)
     if transport is None:
         return train_workers(*args, on_record=on_record, on_step=on_step, ledger=ledger,
-                             membership=membership), None
+                             membership=membership, checkpoint=cont.policy,
+                             resume=cont.resume), None
     from lowcomm.runtime.distributed import train_rank
 
     rank_result = train_rank(*args, transport, on_record=on_record, on_step=on_step,
@@ -116,19 +134,27 @@ def _run(c: TrainConfig, parts: TrainParts, transport: Any, *, ledger: Any = Non
 
 
 def _train_with_progress(c: TrainConfig, parts: TrainParts, rec: Recording,
-                         console: Console, transport: Any) -> tuple[TrainingResult, Any]:
+                         console: Console, transport: Any, cont: Continuation = FRESH
+                         ) -> tuple[TrainingResult, Any]:
     columns = (TextColumn("step"), MofNCompleteColumn(), BarColumn(), TimeElapsedColumn(),
                TextColumn("{task.fields[status]}"))
+
+    def store(record: StepRecord) -> None:
+        rec.add_round({"round": record.step, **dataclasses.asdict(record)})
+
+    for record in [] if cont.resume is None else cont.resume.records:
+        store(record)  # the stored record holds every step's record, not only the resumed ones
     with Progress(*columns, console=console, transient=False) as progress:
-        task = progress.add_task("steps", total=c.steps, status="")
+        task = progress.add_task("steps", total=c.steps, status="",
+                                 completed=cont.resumed_from or 0)
 
         def on_record(record: StepRecord) -> None:
             progress.update(task, status=f"val loss {record.val_loss:.3f}, train loss "
                                    f"{record.train_loss:.3f}")
-            rec.add_round({"round": record.step, **dataclasses.asdict(record)})
+            store(record)
 
         def on_step(step: int) -> None:
             progress.update(task, completed=step)
 
         return _run(c, parts, transport, ledger=rec.ledger, on_record=on_record,
-                    on_step=on_step)
+                    on_step=on_step, cont=cont)

@@ -14,8 +14,13 @@ from lowcomm.cli.config import (
     ConfigError,
     _opt,
     bind_address_option,
+    checkpoint_dir_option,
+    checkpoint_every_option,
+    checkpoint_keep_option,
+    resume_option,
     runtime_option,
     timeout_seconds_option,
+    validate_checkpointing,
 )
 
 if TYPE_CHECKING:
@@ -144,6 +149,10 @@ class TrainConfig:
     db: str | None = _opt(None, "SQLite file for run records (default: the user's data home)",
                           section="output")
     no_store: bool = _opt(False, "do not store a run record", section="output")
+    checkpoint_dir: str | None = checkpoint_dir_option()
+    checkpoint_every: int = checkpoint_every_option()
+    checkpoint_keep: int = checkpoint_keep_option()
+    resume: bool = resume_option()
 
 
 def validate_train(c: TrainConfig) -> None:
@@ -191,6 +200,7 @@ def validate_train(c: TrainConfig) -> None:
     need(c.latency_ms is None or c.latency_ms >= 0, f"latency_ms must be >= 0; got {c.latency_ms}")
     need(c.flops_per_second > 0, f"flops_per_second must be > 0; got {c.flops_per_second}")
     need(c.timeout_seconds > 0, f"timeout_seconds must be > 0; got {c.timeout_seconds}")
+    validate_checkpointing(c)
     need(c.membership is None or c.algorithm in ELASTIC,
          f"membership: {c.algorithm} cannot change its workers between syncs (its replicas do "
          f"not hold one identical state); elastic algorithms: {', '.join(ELASTIC)}")

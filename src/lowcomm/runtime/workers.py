@@ -13,10 +13,19 @@ With a `membership` (`lowcomm.runtime.membership`), workers join and leave betwe
 (`lowcomm.runtime.elastic`): only the live workers step and take part in collectives, a joiner
 receives the current shared state over a measured `join-state` broadcast, and every record
 hashes the live replicas.
+
+With a `CheckpointPolicy`, a checkpoint is written at the end of every k-th step and the last:
+the live workers' states, the inbox of collective results still in flight (due before later
+steps), the records, the open record window (ledger position and losses) and the ledger. With
+`resume` (a loaded `Checkpoint` of a run with the same `training_options`), the run continues
+after that step and ends with the same models (bit for bit), ledger and records (but their
+measured `simulator_seconds`) as the uninterrupted run. Every random stream is derived from
+`(seed, step, worker, purpose)`, so the seed is the whole RNG state.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import time
 from collections import defaultdict
@@ -36,6 +45,14 @@ from lowcomm.algorithms.replicated import (
 from lowcomm.cost.flops import FlopCounter
 from lowcomm.cost.ledger import Ledger
 from lowcomm.models import ModelFn
+from lowcomm.runtime.checkpoint import (
+    Checkpoint,
+    CheckpointPolicy,
+    check_options,
+    restore,
+    round_checkpoint,
+    save_round,
+)
 from lowcomm.runtime.collectives import PeerTransport, WireTap, run_lockstep
 from lowcomm.runtime.elastic import (
     Boundary,
@@ -113,11 +130,13 @@ def train_workers(algorithm: ReplicatedAlgorithm, data: WorkerData, model: Model
                   params: torch.Tensor, flops: FlopCounter, settings: TrainingSettings, *,
                   on_record: Callable[[StepRecord], None] | None = None,
                   on_step: Callable[[int], None] | None = None, tap: WireTap | None = None,
-                  ledger: Ledger | None = None, membership: Membership | None = None
+                  ledger: Ledger | None = None, membership: Membership | None = None,
+                  checkpoint: CheckpointPolicy | None = None, resume: Checkpoint | None = None
                   ) -> TrainingResult:
     """Run `settings.steps` inner steps of `algorithm` on `settings.workers` workers (or, with
     `membership`, on the workers it makes live in each step; `data` then needs a shard for
-    each of its `total_ids` workers)."""
+    each of its `total_ids` workers). `checkpoint` writes checkpoints; `resume` continues from
+    one (its records are not passed to `on_record` again)."""
     p, seed = settings.workers, settings.seed
     membership = membership or static_membership(p, settings.steps)
     check_membership(algorithm, membership, workers=p, steps=settings.steps)
@@ -125,19 +144,30 @@ def train_workers(algorithm: ReplicatedAlgorithm, data: WorkerData, model: Model
     if len(ledger):
         raise ValueError(f"ledger must start empty; it holds {len(ledger)} events")
     transport = PeerTransport(ledger, tap=tap)
-    live = membership.live_at(0)
-    states = {w: algorithm.init(params, w, p) for w in live}
-    inbox = Inbox()
+    options = training_options(algorithm, params, settings, membership, checkpoint)
+    if resume is None:
+        live = membership.live_at(0)
+        states = {w: algorithm.init(params, w, p) for w in live}
+        inbox = Inbox()
+    else:
+        check_options(resume, options)
+        restore(resume, ledger=ledger, store=None)
+        live, states, inbox = (resume.state[k] for k in ("live", "states", "inbox"))
 
     def deliver(t: int, ctx_step: int) -> None:
         for w, received in inbox.take(t):
             states[w] = algorithm.receive(states[w], received,
                                           step_context(seed, ctx_step, w, len(live)))
 
-    initial = evaluate(model, algorithm.model(states[live[0]]), data.val_x, data.val_y)
-    records: list[StepRecord] = []
-    window = Window()
-    for t in range(1, settings.steps + 1):
+    if resume is None:
+        initial = evaluate(model, algorithm.model(states[live[0]]), data.val_x, data.val_y)
+        records: list[StepRecord] = []
+        window, first = Window(), 1
+    else:
+        initial, records, first = resume.initial, list(resume.records), resume.next_round
+        window = Window(resume.state["window_start_event"])
+        window.losses = list(resume.state["window_losses"])
+    for t in range(first, settings.steps + 1):
         deliver(t, t)
         posts = {}
         for w in live:
@@ -169,9 +199,28 @@ def train_workers(algorithm: ReplicatedAlgorithm, data: WorkerData, model: Model
             records.append(record)
             if on_record is not None:
                 on_record(record)
+        if checkpoint is not None:  # a step boundary: states, and what is in flight, saved
+            save_round(checkpoint, round_checkpoint(
+                t + 1, {"live": live, "states": states, "inbox": inbox,
+                        "window_start_event": window.start_event,
+                        "window_losses": window.losses},
+                store=None, ledger=ledger, records=records, initial=initial, options=options,
+                seed=seed), last=t == settings.steps)
     return TrainingResult(tuple(algorithm.model(states[w]) for w in live),
                           tuple(states[w] for w in live), ledger, tuple(records), initial.loss,
                           live)
+
+
+def training_options(algorithm: ReplicatedAlgorithm, params: torch.Tensor,
+                     settings: TrainingSettings, membership: Membership,
+                     policy: CheckpointPolicy | None = None) -> dict[str, Any]:
+    """What determines a training run's result, for the checkpoint check: the settings, the
+    algorithm and its hyperparameters, a SHA-256 of the initial parameters, the membership and
+    the policy's own `options` (e.g. the command-line config, which names the data)."""
+    return {**(dict(policy.options) if policy is not None else {}),
+            "settings": dataclasses.asdict(settings), "algorithm": algorithm.name,
+            "hyperparams": algorithm.hyperparams, "initial_params_sha256": param_hash(params),
+            "membership": dataclasses.asdict(membership)}
 
 
 def _change_membership(algorithm: ReplicatedAlgorithm, params: torch.Tensor,
