@@ -12,6 +12,7 @@ from lowcomm.compress import error_feedback, qsgd, topk
 from lowcomm.cost import FlopCounter
 from lowcomm.runtime import SimulationSettings, sequential, simulate
 from lowcomm.runtime.checkpoint import CheckpointError, CheckpointPolicy, load, resume_point
+from lowcomm.runtime.faults import FaultPlan
 
 ROUNDS = 4
 MAKERS = {
@@ -101,3 +102,18 @@ def test_resume_without_a_checkpoint_is_a_clear_error(tmp_path):
 def test_bad_policy_values_are_named():
     with pytest.raises(ValueError, match="every must be an integer >= 1; got 0"):
         CheckpointPolicy("d", every=0)
+
+
+def test_resume_with_injected_faults_and_refusal_of_other_faults(clients, tmp_path):
+    plan = FaultPlan.parse([f"kill client {c} at round 1" for c in range(4)]
+                           + ["corrupt client 5 at round 3"])
+    whole = _simulate(clients, "scaffold", faults=plan)
+    assert sum(r.dropped for r in whole.rounds) > 0  # the faults struck
+    policy = CheckpointPolicy(tmp_path)
+    with pytest.raises(_KilledError):
+        _simulate(clients, "scaffold", faults=plan, checkpoint=policy, on_round=_kill_after(2))
+    resumed = _simulate(clients, "scaffold", faults=plan, resume=resume_point(tmp_path))
+    assert torch.equal(resumed.params, whole.params) and resumed.ledger == whole.ledger
+    assert _records(resumed) == _records(whole)
+    with pytest.raises(CheckpointError, match="faults: "):
+        _simulate(clients, "scaffold", resume=resume_point(tmp_path))

@@ -62,7 +62,8 @@ class Continuation:
         return None if self.resume is None else self.resume.next_round - 1
 
 
-def run_continuation(c: Any, parts: Any, settings: Any, executor: Any) -> Continuation:
+def run_continuation(c: Any, parts: Any, settings: Any, executor: Any, faults: Any
+                     ) -> Continuation:
     """`lowcomm run`'s policy and, with `resume`, its checkpoint checked against this run's
     options (before any record is started, so a refused checkpoint leaves no failed record)."""
     policy = checkpoint_policy(c)
@@ -71,7 +72,8 @@ def run_continuation(c: Any, parts: Any, settings: Any, executor: Any) -> Contin
     flops = cost.FlopCounter(parts.spec.key, parts.spec.build, input_dtype=parts.spec.input_dtype)
     execution = resolve_executor(parts.algorithm, parts.dataset, flops, executor).name
     return Continuation(policy, resume_checkpoint(c, checkpoint_options(
-        parts.algorithm, parts.dataset, parts.params, settings, execution, policy)))
+        parts.algorithm, parts.dataset, parts.params, settings, execution, policy,
+        faults=faults)))
 
 
 def train_continuation(c: Any, parts: Any, settings: Any, membership: Any) -> Continuation:

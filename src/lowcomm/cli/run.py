@@ -124,9 +124,9 @@ def run_command(c: RunConfig, console: Console) -> int:
     with console.status(f"preparing {c.dataset} / {c.model} / {c.algorithm}"):
         parts = build_run(c)
         models = build_cost_models(c)
-        fault_plan(c, parts)  # a fault naming a client or round the run lacks: refused now
-        cont = (Continuation() if rank is not None
-                else run_continuation(c, parts, _settings(c), _executor(c, None)))
+        faults = fault_plan(c, parts)  # a fault naming a client or round the run lacks: now
+        cont = (FRESH if rank is not None
+                else run_continuation(c, parts, _settings(c), _executor(c, None), faults))
     transport = None if rank is None else join_run(rank, c)
     if transport is not None and transport.rank != 0:
         _simulate(c, parts, transport)  # this rank's clients

@@ -159,7 +159,7 @@ def simulate(algorithm: FederatedAlgorithm, dataset: FederatedDataset, model: Mo
     run = _Run(algorithm, dataset, model, flops, settings, executor, transport, ledger, store,
                *eval_set(dataset, settings), task_maker(dataset, settings.seed), faults)
     options = checkpoint_options(algorithm, dataset, params, settings, executor.name,
-                                 checkpoint)
+                                 checkpoint, faults=faults)
     if resume is None:
         initial = evaluate(model, state.params, run.test_x, run.test_y)
         records: list[RoundRecord] = []
@@ -199,18 +199,20 @@ def resolve_executor(algorithm: FederatedAlgorithm, dataset: FederatedDataset,
 
 def checkpoint_options(algorithm: FederatedAlgorithm, dataset: FederatedDataset,
                        params: torch.Tensor, settings: SimulationSettings, execution: str,
-                       policy: CheckpointPolicy | None = None) -> dict[str, Any]:
+                       policy: CheckpointPolicy | None = None, *,
+                       faults: FaultPlan | None = None) -> dict[str, Any]:
     """What determines a simulation's result, for the checkpoint check: the settings (but the
     state file's location), the algorithm, its codecs and hyperparameters, the dataset's
-    summary, a SHA-256 of the initial parameters, the execution strategy and the policy's
-    own `options` (e.g. the command-line config)."""
+    summary, a SHA-256 of the initial parameters, the execution strategy, the injected faults
+    and the policy's own `options` (e.g. the command-line config)."""
     settings_options = {k: v for k, v in dataclasses.asdict(settings).items()
                         if k != "state_path"}
     return {**(dict(policy.options) if policy is not None else {}),
             "settings": settings_options, "algorithm": algorithm.name,
             "hyperparams": algorithm.hyperparams, "uplink_codec": algorithm.uplink_codec,
             "downlink_codec": algorithm.downlink_codec, "dataset": dataset.describe(),
-            "initial_params_sha256": param_hash(params), "execution": execution}
+            "initial_params_sha256": param_hash(params), "execution": execution,
+            "faults": [str(f) for f in (faults or FaultPlan()).faults]}
 
 
 @dataclass(frozen=True)
