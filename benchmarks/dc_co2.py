@@ -37,6 +37,8 @@ counted) for the workers of `dc_utilization.DEVICES`; the loss-vs-time plot uses
 
     OMP_NUM_THREADS=1 PYTHONPATH=src .venv/bin/python benchmarks/dc_co2.py --jobs 2 \\
         --data-dir ../shared/data --out results/dc_co2.json --plot docs/img/dc_co2.png
+    # then the two post-hoc diagnostics (seed 0), added after the main runs:
+    ... benchmarks/dc_co2.py --jobs 2 --data-dir ../shared/data --out results/dc_co2.json --post-hoc
 """
 
 from __future__ import annotations
@@ -62,6 +64,10 @@ MAIN = ("diloco", "localsgd", "co2")
 ABLATIONS = {"co2 lr=2": {}, "co2 lr=2 no penalty": {"penalty": 0.0},
              "co2 lr=2 no clip": {"clip": False},
              "co2 lr=2 neither": {"penalty": 0.0, "clip": False}}
+# Added after the main runs (seed 0 only, `--post-hoc`), to locate CO2's gap to DiLoCo; no
+# tolerance: is it the penalty shrinking the update, or the stale step at outer lr 1?
+POST_HOC = {"post hoc: co2 no penalty": (1.0, {"penalty": 0.0}),
+            "post hoc: co2 lr=0.5": (0.5, {})}
 
 
 def inner(steps: int):
@@ -78,7 +84,8 @@ def configs(steps: int) -> dict:
         "localsgd": lambda m: localsgd(m, inner_optimizer=inner(steps), inner_steps=TAU),
         "co2": c2(1.0),
     }
-    return table | {label: c2(ABLATION_OUTER_LR, **kw) for label, kw in ABLATIONS.items()}
+    table |= {label: c2(ABLATION_OUTER_LR, **kw) for label, kw in ABLATIONS.items()}
+    return table | {label: c2(lr, **kw) for label, (lr, kw) in POST_HOC.items()}
 
 
 def _job(args):
@@ -96,6 +103,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=600)
     parser.add_argument("--seeds", type=int, nargs="*", default=list(SEEDS))
     parser.add_argument("--report-only", action="store_true")
+    parser.add_argument("--post-hoc", action="store_true",
+                        help="run only the post-hoc diagnostics (seed 0)")
     parser.add_argument("--plot", default=None, help="PNG of loss vs bytes and modeled time")
     args = parser.parse_args()
     if args.steps < 2 * TAU:
@@ -104,7 +113,10 @@ def main() -> None:
         workload = Workload(dataset="tiny_shakespeare", data_dir=args.data_dir,
                             steps=args.steps)
         finished = done(args.out)
-        jobs = [(workload, label, seed) for seed in args.seeds for label in configs(args.steps)
+        labels = list(POST_HOC) if args.post_hoc else [
+            k for k in configs(args.steps) if k not in POST_HOC]
+        seeds = [0] if args.post_hoc else args.seeds
+        jobs = [(workload, label, seed) for seed in seeds for label in labels
                 if (label, seed) not in finished]
         with ProcessPoolExecutor(args.jobs) as pool:
             for row in pool.map(_job, jobs):
@@ -115,7 +127,8 @@ def main() -> None:
     rows = json.loads(Path(args.out).read_text())
     report(rows)
     if args.plot:
-        plot_loss_curves(rows, dict.fromkeys(r["label"] for r in rows), args.plot, dpi=80)
+        plot_loss_curves(rows, dict.fromkeys(r["label"] for r in rows
+                                             if r["label"] not in POST_HOC), args.plot, dpi=80)
 
 
 def _util(g: list, device: str, scenario: str) -> float:
