@@ -10,6 +10,7 @@ from lowcomm.runtime.collectives import (
 from lowcomm.runtime.evaluate import Evaluation, evaluate
 from lowcomm.runtime.execution import Executor, auto, sequential, vectorized
 from lowcomm.runtime.processes import processes
+from lowcomm.runtime.ray_pool import ray_actors  # Ray itself is imported only when called
 from lowcomm.runtime.simulator import (
     RoundRecord,
     SimulationResult,
@@ -44,6 +45,7 @@ __all__ = [
     "evaluate",
     "pair_exchange",
     "processes",
+    "ray_actors",
     "ring_allgather",
     "ring_allreduce_mean",
     "sample_cohort",
