@@ -4,6 +4,8 @@ replicas are identical, and the transport's byte counters equal the ledger."""
 
 from __future__ import annotations
 
+import os
+import signal
 import types
 
 import pytest
@@ -84,3 +86,45 @@ def test_memberships_the_processes_cannot_run_are_refused_before_any_traffic(
     transport = types.SimpleNamespace(rank=0, world_size=processes)  # never used: refused first
     with pytest.raises(ValueError, match=words):
         train_rank(*parts, transport, membership=membership)
+
+
+def test_a_worker_killed_between_outer_steps_is_survived_as_a_leave():
+    parts, _ = _parts(None, workers=3)
+    victim, killed_at = 2, 5  # after boundary 4's sync and record, inside the next inner phase
+
+    def rank(r, nproc, ep):
+        transport = join(rank=r, world_size=nproc, master_addr=ep.master_addr,
+                         master_port=ep.master_port, token=ep.token,
+                         timeout_seconds=TIMEOUT_SECONDS)
+
+        def on_step(t):
+            if r == victim and t == killed_at:
+                os.kill(os.getpid(), signal.SIGKILL)  # no farewell, no clean exit
+
+        return train_rank(*parts, transport, on_step=on_step, unannounced_leaves=True)
+
+    ranks = spawn_local(rank, 3, timeout_seconds=TIMEOUT_SECONDS, grace_seconds=20.0,
+                        may_vanish=(victim,))
+    assert ranks[victim] is None
+    effective = parse_membership({4: "leave 2"}, initial_workers=3, inner_steps=H, steps=STEPS)
+    assert ranks[0].membership == ranks[1].membership == effective
+    torch.set_num_threads(1)
+    sim = train_workers(*parts, membership=effective)
+    run = ranks[0].run
+    assert run.ledger == sim.ledger  # the victim's part up to boundary 4 included
+    assert run.workers == (0, 1)
+    assert all(torch.equal(a, b) for a, b in zip(run.models, sim.models, strict=True))
+    assert [_without_seconds(r) for r in run.records] == \
+        [_without_seconds(r) for r in sim.records]
+    assert all(r.replicas_identical for r in run.records)
+    assert ranks[0].wire[victim].payload_sent_nbytes == sum(
+        e.nbytes for e in run.ledger.comm_events() if e.src == worker_name(victim)) > 0
+
+
+def test_unannounced_leaves_need_a_record_at_every_boundary():
+    parts, membership = _parts({4: "join"}, workers=2)
+    settings = TrainingSettings(steps=STEPS, workers=2, eval_every=4)
+    transport = types.SimpleNamespace(rank=0, world_size=3)
+    with pytest.raises(ValueError, match=r"eval_every \(4\) must equal inner_steps \(2\)"):
+        train_rank(*parts[:5], settings, transport, unannounced_leaves=True,
+                   membership=membership)

@@ -48,9 +48,11 @@ class Boundary:
         return (self.root, *self.joiners)
 
 
-def static_membership(workers: int, steps: int) -> Membership:
-    """The membership of a run without a schedule: workers 0..p-1 throughout."""
-    return parse_membership(None, initial_workers=workers, inner_steps=1, steps=steps)
+def static_membership(algorithm: ReplicatedAlgorithm, workers: int, steps: int) -> Membership:
+    """The membership of a run without a schedule: workers 0..p-1 throughout, its boundaries
+    the algorithm's syncs (every `inner_steps`, else every step)."""
+    return parse_membership(None, initial_workers=workers, steps=steps,
+                            inner_steps=algorithm.hyperparams.get("inner_steps", 1))
 
 
 def check_membership(algorithm: ReplicatedAlgorithm, membership: Membership, *, workers: int,

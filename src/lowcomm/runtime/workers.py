@@ -138,7 +138,7 @@ def train_workers(algorithm: ReplicatedAlgorithm, data: WorkerData, model: Model
     each of its `total_ids` workers). `checkpoint` writes checkpoints; `resume` continues from
     one (its records are not passed to `on_record` again)."""
     p, seed = settings.workers, settings.seed
-    membership = membership or static_membership(p, settings.steps)
+    membership = membership or static_membership(algorithm, p, settings.steps)
     check_membership(algorithm, membership, workers=p, steps=settings.steps)
     ledger = Ledger() if ledger is None else ledger
     if len(ledger):

@@ -13,6 +13,7 @@ from lowcomm.runtime.distributed.rank import RankResult, train_rank
 from lowcomm.runtime.distributed.star import StarRankResult, client_rank, simulate_rank
 from lowcomm.runtime.distributed.transport import (
     PayloadRefusedError,
+    PeerClosedError,
     PeerLostError,
     RankTransport,
     ScheduleMismatchError,
@@ -22,6 +23,7 @@ from lowcomm.runtime.distributed.transport import (
 __all__ = [
     "Endpoint",
     "PayloadRefusedError",
+    "PeerClosedError",
     "PeerLostError",
     "RankFailedError",
     "RankLog",

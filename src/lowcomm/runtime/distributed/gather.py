@@ -98,19 +98,25 @@ def gather_record(transport: RankTransport, t: int, mine: Payload, *, window: Wi
 
 def finish(transport: RankTransport, log: RankLog, served: torch.Tensor, *,
            live: Sequence[int], farewells: dict[int, Payload], records: list[StepRecord],
-           initial: Any) -> tuple[TrainingResult | None, tuple[WireCounts, ...]]:
+           initial: Any, vanished: dict[int, tuple[RankLog, WireCounts]]
+           ) -> tuple[TrainingResult | None, tuple[WireCounts, ...]]:
     """Gather the live ranks' final models, logs and counters at rank 0 and merge the ledger
-    with those of the ranks that left (`farewells`)."""
+    with those of the ranks that left (`farewells`) or vanished (their shipped logs)."""
     counts = transport.counts()  # before the gather: payload traffic is complete
     got = to_rank0(transport, "final gather", final_payload(log, served, counts),
                    [w for w in live if w != 0])
     if transport.rank != 0:
         return None, (counts,)
     finals = {**farewells, **got}
-    ranks = range(1, transport.world_size)
-    logs = [log, *(log_from_payload(finals[r], r) for r in ranks)]
-    wire = (counts, *(WireCounts(**dict(zip(WIRE_FIELDS, (int(v) for v in finals[r]["wire"]),
-                                            strict=True))) for r in ranks))
+    logs, wire = [log], [counts]
+    for r in range(1, transport.world_size):
+        if r in vanished:
+            logs.append(vanished[r][0])
+            wire.append(vanished[r][1])
+            continue
+        logs.append(log_from_payload(finals[r], r))
+        wire.append(WireCounts(**dict(zip(WIRE_FIELDS, (int(v) for v in finals[r]["wire"]),
+                                          strict=True))))
     models = tuple(served if w == 0 else got[w].tensor("model") for w in live)
     return TrainingResult(models, (), merge(logs), tuple(records), initial.loss,
-                          tuple(live)), wire
+                          tuple(live)), tuple(wire)

@@ -17,7 +17,7 @@ import secrets
 import socket
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from multiprocessing.connection import wait
 from typing import Any
@@ -65,11 +65,21 @@ def _child(target: Callable[[int, int, Endpoint], Any], rank: int, nproc: int,
         conn.close()
 
 
+def _vanished(rank: int, exitcode: int | None, may_vanish: Collection[int]
+              ) -> tuple[bool, Any]:
+    if rank in may_vanish:
+        return True, None
+    return False, f"exited with code {exitcode} without a result"
+
+
 def spawn_local(target: Callable[[int, int, Endpoint], Any], nproc: int, *,
                 timeout_seconds: float | None = None, grace_seconds: float = 30.0,
-                threads: int = 1, endpoint: Endpoint | None = None) -> list[Any]:
+                threads: int = 1, endpoint: Endpoint | None = None,
+                may_vanish: Collection[int] = ()) -> list[Any]:
     """Run `target(rank, nproc, endpoint)` in `nproc` local processes (module docstring);
-    with `timeout_seconds`, ranks still running after that long are killed and reported."""
+    with `timeout_seconds`, ranks still running after that long are killed and reported.
+    A rank in `may_vanish` may end without a result (e.g. killed, to test that the others
+    survive it): its result is None and the others are not cut short."""
     if not isinstance(nproc, int) or nproc < 1:
         raise ValueError(f"nproc must be an integer >= 1; got {nproc!r}")
     if (timeout_seconds is not None and not timeout_seconds > 0) or not grace_seconds > 0:
@@ -97,13 +107,12 @@ def spawn_local(target: Callable[[int, int, Endpoint], Any], nproc: int, *,
                 if reader in ready or reader.poll():
                     try:
                         outcomes[r] = pickle.loads(reader.recv_bytes())
-                    except EOFError:
-                        outcomes[r] = (False, f"exited with code {procs[r].exitcode} "
-                                              "without a result")
+                    except EOFError:  # it closed its pipe: it is ending
+                        procs[r].join(timeout=grace_seconds)
+                        outcomes[r] = _vanished(r, procs[r].exitcode, may_vanish)
                 elif procs[r].sentinel in ready:
                     procs[r].join()
-                    outcomes[r] = (False, f"exited with code {procs[r].exitcode} without a "
-                                          "result")
+                    outcomes[r] = _vanished(r, procs[r].exitcode, may_vanish)
             if any(not ok for ok, _ in outcomes.values()):
                 deadline = min(deadline, time.monotonic() + grace_seconds)
     finally:

@@ -46,6 +46,13 @@ from lowcomm.runtime.distributed.gather import (
 )
 from lowcomm.runtime.distributed.merge import CollectiveLog, RankLog
 from lowcomm.runtime.distributed.transport import RankTransport, WireCounts, wire_tag
+from lowcomm.runtime.distributed.vanish import (
+    check_unannounced,
+    roll_call,
+    ship_log,
+    vanished_logs,
+    with_leaves,
+)
 from lowcomm.runtime.elastic import (
     Boundary,
     boundary,
@@ -86,18 +93,26 @@ class RankResult:
     wire: tuple[WireCounts, ...]
     step_seconds: tuple[float, ...]
     comm_seconds: tuple[float, ...]
+    membership: Membership | None = None  # the effective one (with unannounced leaves)
 
 
 def train_rank(algorithm: ReplicatedAlgorithm, data: WorkerData, model: ModelFn,
                params: torch.Tensor, flops: FlopCounter, settings: TrainingSettings,
                transport: RankTransport, *, on_record: Callable[[StepRecord], None] | None = None,
                on_step: Callable[[int], None] | None = None,
-               membership: Membership | None = None) -> RankResult:
-    """Run this rank's worker for `settings.steps` steps (module docstring)."""
+               membership: Membership | None = None,
+               unannounced_leaves: bool = False) -> RankResult:
+    """Run this rank's worker for `settings.steps` steps (module docstring); with
+    `unannounced_leaves`, survive workers that end without notice between outer steps
+    (`lowcomm.runtime.distributed.vanish`)."""
     me, world, seed, steps = transport.rank, transport.world_size, settings.seed, settings.steps
-    membership = membership or static_membership(settings.workers, steps)
+    membership = membership or static_membership(algorithm, settings.workers, steps)
     check_membership(algorithm, membership, workers=settings.workers, steps=steps)
     check_processes(membership, world)
+    if unannounced_leaves:
+        check_unannounced(membership, eval_every=settings.eval_every, steps=steps)
+    h = membership.inner_steps
+    shipped, logs_at_rank0, vanished = (0, 0), {}, set()  # unannounced leaves
     log, inbox = RankLog(me), Inbox()
     live = membership.live_at(0)
     state = algorithm.init(params, me, len(live)) if me in live else None
@@ -123,6 +138,12 @@ def train_rank(algorithm: ReplicatedAlgorithm, data: WorkerData, model: ModelFn,
             state = out.state
             log.add_compute(compute_events(flops, data.input_shape, t, me, out))
             window.losses.append(out.loss)
+            if unannounced_leaves and t % h == 0:  # before the sync: who is still there?
+                dead = roll_call(transport, t, live)
+                if dead:
+                    membership = with_leaves(membership, t - h, dead)
+                    live = membership.live_at(t - 1)
+                    vanished.update(dead)
             comm_started = time.perf_counter()
             for ready, received in run_posts(transport, log, out.posts, t=t, seed=seed,
                                              live=live):
@@ -141,7 +162,7 @@ def train_rank(algorithm: ReplicatedAlgorithm, data: WorkerData, model: ModelFn,
                     final_payload(log, served, transport.counts()))
                 to_rank0(transport, f"farewell after step {t}", farewell, [me])
                 return RankResult(me, world, served, state, None, (transport.counts(),),
-                                  tuple(step_seconds), tuple(comm_seconds))
+                                  tuple(step_seconds), tuple(comm_seconds), membership)
             if me == 0 and change.leavers:
                 got = to_rank0(transport, f"farewell after step {t}", None, change.leavers)
                 departed.update(got)
@@ -165,15 +186,18 @@ def train_rank(algorithm: ReplicatedAlgorithm, data: WorkerData, model: ModelFn,
                 evaluate_served=lambda m: evaluate(model, m, data.val_x, data.val_y))
             window, window_start, window_first = Window(), (log.sent_nbytes, log.flops), t + 1
             departed = {}
+            if unannounced_leaves and t < steps:
+                shipped = ship_log(transport, t, log, shipped, live, logs_at_rank0)
             if record is not None:
                 records.append(record)
                 if on_record is not None:
                     on_record(record)
     served = algorithm.model(state)
     run, wire = finish(transport, log, served, live=live, farewells=farewells, records=records,
-                       initial=initial)
+                       initial=initial,
+                       vanished=vanished_logs(logs_at_rank0, vanished) if me == 0 else {})
     return RankResult(me, world, served, state, run, wire, tuple(step_seconds),
-                      tuple(comm_seconds))
+                      tuple(comm_seconds), membership)
 
 
 def check_processes(membership: Membership, world_size: int) -> None:

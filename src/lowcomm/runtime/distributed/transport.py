@@ -54,6 +54,10 @@ class PeerLostError(ConnectionError):
     """A peer did not answer in time or its connection closed."""
 
 
+class PeerClosedError(PeerLostError):
+    """A peer's connection closed: its process ended (not merely slow)."""
+
+
 def wire_tag(descriptor: str) -> int:
     """A 63-bit tag naming one transfer slot (collective, step, hop) that both ends compute."""
     return int.from_bytes(hashlib.blake2b(descriptor.encode(), digest_size=8).digest(),
@@ -107,13 +111,16 @@ class RankTransport:
             if self._outgoing is not None and not control:
                 data = self._outgoing(dst, data)
             header = torch.tensor([FRAME_MAGIC, len(data), tag], dtype=torch.int64)
-            works.append(self._group.send([header], dst, 0))
-            works.append(self._group.send([torch.frombuffer(bytearray(data), dtype=torch.uint8)],
-                                          dst, 0))
+            body = torch.frombuffer(bytearray(data), dtype=torch.uint8)
+            try:  # as for receives: a closed link refuses at once
+                works.extend(self._group.send([tensor], dst, 0) for tensor in (header, body))
+            except RuntimeError as err:
+                raise self._lost(err, f"{what}: a send to rank {dst}") from err
             sent.append(len(data))
             self._add(f"{kind}_sent_nbytes", len(data), f"{kind}_messages_sent")
         headers = {src: torch.empty(3, dtype=torch.int64) for src in sources}
-        posted = {src: self._group.recv([headers[src]], src, 0) for src in sources}
+        posted = {src: self._recv(headers[src], src, f"{what}: the frame from rank {src}")
+                  for src in sources}
         arrived = {}
         for src in sources:
             self._wait(posted[src], f"{what}: the frame from rank {src}")
@@ -130,7 +137,8 @@ class RankTransport:
                 self._refuse(src, what, f"payload is oversized or empty: {nbytes} bytes "
                              f"announced, max_nbytes={limit}")
             body = torch.empty(nbytes, dtype=torch.uint8)
-            self._wait(self._group.recv([body], src, 0), f"{what}: the payload from rank {src}")
+            self._wait(self._recv(body, src, f"{what}: the payload from rank {src}"),
+                       f"{what}: the payload from rank {src}")
             self._add(f"{kind}_received_nbytes", nbytes, f"{kind}_messages_received")
             try:
                 arrived[src] = deserialize(body.numpy().tobytes(), max_nbytes=limit)
@@ -180,9 +188,21 @@ class RankTransport:
         log.warning(message)
         raise PayloadRefusedError(message)
 
+    def _recv(self, tensor: torch.Tensor, src: int, what: str) -> Any:
+        try:  # gloo refuses at once to post on a link whose peer has closed it
+            return self._group.recv([tensor], src, 0)
+        except RuntimeError as err:
+            raise self._lost(err, what) from err
+
     def _wait(self, work: Any, what: str) -> None:
         try:
             work.wait(timedelta(seconds=self.timeout_seconds))
         except RuntimeError as err:
-            raise PeerLostError(f"rank {self.rank} waiting for {what}: {err} (timeout "
-                           f"{self.timeout_seconds:g} s)") from err
+            raise self._lost(err, what) from err
+
+    def _lost(self, err: RuntimeError, what: str) -> PeerLostError:
+        text = str(err).lower()  # gloo's words for a link its peer's process closed (FIN/RST)
+        closed = any(w in text for w in ("connection closed", "connection reset", "broken pipe"))
+        kind = PeerClosedError if closed else PeerLostError
+        return kind(f"rank {self.rank} waiting for {what}: {err} (timeout "
+                    f"{self.timeout_seconds:g} s)")
