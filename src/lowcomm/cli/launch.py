@@ -23,7 +23,12 @@ from typing import Any
 from rich.console import Console
 
 from lowcomm.cli.config import ConfigError, RunConfig, build_config
-from lowcomm.cli.train_config import TrainConfig, membership_of, validate_train
+from lowcomm.cli.train_config import (
+    TrainConfig,
+    membership_of,
+    membership_schedule,
+    validate_train,
+)
 
 ENVIRONMENT = ("RANK", "WORLD_SIZE", "MASTER_PORT", "LOWCOMM_TOKEN")
 
@@ -155,7 +160,9 @@ def _rank_argv(args: argparse.Namespace) -> list[str]:
         build_config(values, schema=RunConfig, check=validate, command="run")
         return [*rest, "--runtime", "distributed"]
     if values.get("membership"):  # one process per worker id: the joiners' too
-        config = build_config({"workers": args.nproc - _joins(values["membership"]), **values},
+        joins = sum(event == "join" for events in
+                    membership_schedule(str(values["membership"])).values() for event in events)
+        config = build_config({"workers": args.nproc - joins, **values},
                               schema=TrainConfig, check=validate_train, command="train")
         ids = membership_of(config).total_ids
         if ids != args.nproc:
@@ -169,11 +176,6 @@ def _rank_argv(args: argparse.Namespace) -> list[str]:
     values["workers"] = args.nproc
     build_config(values, schema=TrainConfig, check=validate_train, command="train")
     return [*rest, "--workers", str(args.nproc), "--runtime", "distributed"]
-
-
-def _joins(membership: Any) -> int:
-    """How many joins a --membership string names (the initial workers are the others)."""
-    return sum(item.partition(":")[2].strip() == "join" for item in str(membership).split(","))
 
 
 def launch_command(args: argparse.Namespace, console: Console) -> int:

@@ -207,11 +207,9 @@ def validate_train(c: TrainConfig) -> None:
     membership_of(c)
 
 
-def membership_of(c: TrainConfig) -> Membership:
-    """The run's membership (static without --membership); mistakes as `ConfigError`."""
-    from lowcomm.runtime.membership import parse_membership  # imports torch: not for --help
-
-    text = c.membership or ""
+def membership_schedule(text: str) -> dict[int, list[str]]:
+    """`"20:join,40:leave 1"` as `{20: ["join"], 40: ["leave 1"]}` (events of a step in order);
+    the events themselves are checked by `parse_membership`."""
     schedule: dict[int, list[str]] = {}
     for item in filter(None, (part.strip() for part in text.split(","))):
         step, sep, event = item.partition(":")
@@ -219,8 +217,16 @@ def membership_of(c: TrainConfig) -> Membership:
             raise ConfigError(f"membership entry {item!r} must be STEP:join or STEP:leave W "
                               "(e.g. '20:join,40:leave 1')")
         schedule.setdefault(int(step), []).append(" ".join(event.split()))
+    return schedule
+
+
+def membership_of(c: TrainConfig) -> Membership:
+    """The run's membership (static without --membership); mistakes as `ConfigError`."""
+    from lowcomm.runtime.membership import parse_membership  # imports torch: not for --help
+
     try:
-        return parse_membership(schedule, initial_workers=c.workers, steps=c.steps,
+        return parse_membership(membership_schedule(c.membership or ""),
+                                initial_workers=c.workers, steps=c.steps,
                                 inner_steps=1 if c.algorithm == "ddp" else c.inner_steps)
     except ValueError as err:
         raise ConfigError(f"membership: {err}") from None
