@@ -21,7 +21,7 @@ def test_faults_from_flags_and_yaml_are_recorded_and_reported(db, tmp_path, caps
     assert main(["run", "--config", str(config), *TINY, "--fault", "kill client 2 at round 1",
                  "--fault", "stall client 3 at round 2", "--db", db]) == 0
     out = " ".join(capsys.readouterr().out.split())
-    assert "dropouts" in out and "2 lost, 1 timeout" in out
+    assert "dropouts" in out and "2 timeout, 1 lost" in out
     assert "no server update in rounds [2]" in out and "min_cohort" in out
     assert main(["export", "1", "--db", db]) == 0
     record = json.loads(capsys.readouterr().out)
@@ -29,10 +29,10 @@ def test_faults_from_flags_and_yaml_are_recorded_and_reported(db, tmp_path, caps
     assert record["config"]["fault"] == ["kill client 2 at round 1", "stall client 3 at round 2"]
     drops = [(e["round"], e["party"], e["reason"]) for e in record["events"]
              if e["type"] == "DropEvent"]
-    assert drops == [(1, "client:2", "lost"), (2, "client:2", "lost"),
+    assert drops == [(1, "client:2", "timeout"), (2, "client:2", "lost"),
                      (2, "client:3", "timeout")]
     assert [(r["dropped"], r["updated"]) for r in record["rounds"]] == [(1, True), (2, False)]
-    assert record["summary"]["dropouts"] == {"total": 3, "by_reason": {"lost": 2, "timeout": 1},
+    assert record["summary"]["dropouts"] == {"total": 3, "by_reason": {"timeout": 2, "lost": 1},
                                              "rounds_without_update": [2]}
     # a YAML list alone is read as well
     assert main(["run", "--config", str(config), *TINY, "--db", db, "--no-store"]) == 0

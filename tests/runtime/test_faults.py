@@ -87,7 +87,7 @@ def test_nothing_a_faulty_client_sends_reaches_the_model(digits_clients, spec):
     first, second = faulty.rounds
     assert (first.clients, first.dropped) == (10, 0)
     assert (second.clients, second.dropped, second.updated) == (9, 1, True)
-    reason = {"kill": "lost", "stall": "timeout"}.get(spec.split()[0])
+    reason = {"kill": "timeout", "stall": "timeout"}.get(spec.split()[0])
     expected = reason or {"corrupt client": "refused", "corrupt nan": "non-finite"}.get(
         " ".join(spec.split()[:2]), "malformed")
     assert faulty.ledger.drop_events() == [DropEvent(2, "client:3", expected)]
@@ -110,7 +110,7 @@ def test_the_ledger_keeps_what_crossed_and_drops_what_did_not(digits_clients):
     each = clean.rounds[1].bytes_up // 10  # every fp32 upload has the same length
     assert faulty.rounds[1].bytes_up == 8 * each  # 10 less the dead and the stalled client
     assert faulty.ledger.drop_events() == [
-        DropEvent(1, "client:2", "lost"), DropEvent(2, "client:2", "lost"),
+        DropEvent(1, "client:2", "timeout"), DropEvent(2, "client:2", "lost"),
         DropEvent(2, "client:5", "timeout"), DropEvent(2, "client:7", "non-finite")]
     assert [r.dropped for r in faulty.rounds] == [1, 3]
     # drops have no cost of their own: totals and pricing see only the real events

@@ -106,9 +106,10 @@ def dropouts(result: SimulationResult) -> dict[str, Any]:
 def fault_plan(c: RunConfig, parts: RunParts) -> FaultPlan:
     """The run's `--fault`s, checked against its clients and rounds before anything runs."""
     plan = FaultPlan.parse(c.fault)  # the specs themselves were checked with the config
-    if plan.faults and c.runtime != "simulator":
-        raise ConfigError(f"--fault is not supported with runtime={c.runtime} yet; inject "
-                          "faults in the simulator")
+    if (c.runtime == "distributed" and c.round_timeout_seconds is None
+            and any(f.kind == "stall" for f in plan.faults)):
+        raise ConfigError("a stall fault with runtime=distributed needs --round-timeout-seconds "
+                          "(without a deadline the server waits for a slow client)")
     try:
         plan.check(num_clients=parts.dataset.num_clients,
                    first_round=int(not parts.algorithm.initial_full_round), last_round=c.rounds)
@@ -191,7 +192,7 @@ def _simulate(c: RunConfig, parts: RunParts, transport: Any, *, ledger: Any = No
     from lowcomm.runtime.distributed import simulate_rank
 
     rank_result = simulate_rank(*args, transport, executor=executor, on_round=on_round,
-                                ledger=ledger)
+                                ledger=ledger, faults=fault_plan(c, parts))
     return rank_result.run, rank_result
 
 

@@ -2,8 +2,10 @@
 
 A fault is written as it reads, `"<kind> client <id> at round <t>"`:
 
-- `kill client 2 at round 3`: client 2 receives round 3's model and dies before it uploads; it
-  stays dead, so whenever a later cohort samples it the server drops it at once (`lost`);
+- `kill client 2 at round 3`: client 2 receives round 3's model and dies before it uploads (the
+  server sees no upload: `timeout`); it stays dead, so whenever a later cohort samples it the
+  server drops it at once (`lost`). Over torch.distributed the client's rank process dies, and
+  with it every client that rank hosts;
 - `stall client 1 at round 2`: client 1 trains (its FLOPs are recorded) but its upload does not
   arrive by the round's deadline (`timeout`); it is alive again in later rounds;
 - `corrupt client 0 at round 1`: one byte of client 0's upload is flipped in transit, so the

@@ -241,22 +241,31 @@ def _round(run: _Run, state: Any, t: int) -> tuple[Any, RoundRecord]:
     events_before = len(run.ledger)
     cohort = round_cohort(run.dataset.num_clients, run.settings, t)
     run.faults.warn_idle(cohort, t)
-    for c in cohort:
-        if run.faults.dead(c, t):
-            drop(run.ledger, c, t, "lost", f"it died in round {run.faults.killed_at(c)}")
+    message = run.algorithm.server_message(state)
     reached = [c for c in cohort if not run.faults.dead(c, t)]
-    messages = run.transport.broadcast(run.algorithm.server_message(state), reached, round=t,
-                                       channel="model", codec=run.algorithm.downlink_codec)
-    working = []
-    for message, c in zip(messages, reached, strict=True):
-        if run.faults.killed_at(c) == t:
-            drop(run.ledger, c, t, "lost", "killed before it uploaded (fault injection)")
-        else:
-            working.append((message, c))
-    outputs = run.executor.run(run.algorithm, [(m, task_key(run.dataset, run.store, c, t))
-                                               for m, c in working], run.make_task)
+    if len(reached) == len(cohort):
+        messages = run.transport.broadcast(message, cohort, round=t, channel="model",
+                                           codec=run.algorithm.downlink_codec)
+    else:  # in cohort order, as a real server finds the dead while it sends
+        messages = []
+        for c in cohort:
+            if run.faults.dead(c, t):
+                drop(run.ledger, c, t, "lost", f"it died in round {run.faults.killed_at(c)}")
+            else:
+                messages += run.transport.broadcast(message, [c], round=t, channel="model",
+                                                    codec=run.algorithm.downlink_codec)
+        messages = messages[:1] * len(messages)  # one parse of the same bytes, as broadcast's
+    working = [(m, c) for m, c in zip(messages, reached, strict=True)
+               if run.faults.killed_at(c) != t]
+    outputs = dict(zip([c for _, c in working], run.executor.run(
+        run.algorithm, [(m, task_key(run.dataset, run.store, c, t)) for m, c in working],
+        run.make_task), strict=True))
     uploads, losses = [], []
-    for (_, c), out in zip(working, outputs, strict=True):
+    for c in reached:
+        if c not in outputs:  # killed after it received the model: the server sees nothing
+            drop(run.ledger, c, t, "timeout", "no upload: killed (fault injection)")
+            continue
+        out = outputs[c]
         run.ledger.record(ComputeEvent(t, client_name(c),
                                        client_flops(run.flops, run.dataset, out.steps), "train"))
         if run.store is not None:

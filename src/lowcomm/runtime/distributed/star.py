@@ -21,9 +21,15 @@ the clients, and each rank runs its part of the simulator's round (`lowcomm.runt
   from the parties it hosts (`ledger_nbytes_by_rank`). At the end every client rank sends rank 0
   its `WireCounts` (control).
 
-`receive_upload` is the one place where the server takes one client's upload; a deadline or a
-screening step that drops an upload slots in there (it may return None: nothing is recorded for
-that client and the round goes on without it).
+`receive_upload` is the one place where the server takes one client's upload (a replacement
+may return None: nothing is recorded for that client and the round goes on without it).
+
+- **Faults** (`lowcomm.runtime.guard`, `deadline.py`, docs/distributed.md "Faults"). Bytes that
+  do not parse (`PayloadRefusedError`) and uploads the guard rejects are dropped per client, the
+  round goes on; with `round_timeout_seconds` an upload not claimed sent by the deadline is
+  dropped (`timeout`); a client rank that is gone is dropped (`lost`) from the send or receive
+  that finds it, and is not contacted again. `faults` injects kills (the client rank's process
+  dies by SIGKILL, with every client it hosts), stalls and corruptions on the client ranks.
 """
 
 from __future__ import annotations
@@ -42,9 +48,18 @@ from lowcomm.cost.flops import FlopCounter
 from lowcomm.cost.ledger import SERVER, CommEvent, ComputeEvent, Ledger, client_id, client_name
 from lowcomm.data import FederatedDataset
 from lowcomm.models import ModelFn
-from lowcomm.runtime.distributed.transport import RankTransport, WireCounts, wire_tag
+from lowcomm.runtime.distributed import deadline
+from lowcomm.runtime.distributed.transport import (
+    PayloadRefusedError,
+    PeerLostError,
+    RankTransport,
+    WireCounts,
+    wire_tag,
+)
 from lowcomm.runtime.evaluate import evaluate
 from lowcomm.runtime.execution import Executor, auto
+from lowcomm.runtime.faults import FaultPlan
+from lowcomm.runtime.guard import admit, drop
 from lowcomm.runtime.simulator import (
     RoundRecord,
     SimulationResult,
@@ -83,11 +98,12 @@ class Upload:
     bytes on the wire, and the client's control message."""
 
     client: int
-    payload: Payload
+    payload: Payload | None  # None: the bytes were refused (`refusal` says why)
     nbytes: int  # measured at the server's transport
     flops: int  # counted on the client's rank
     train_loss: float
     num_samples: int
+    refusal: str | None = None
 
 
 ReceiveUpload = Callable[[RankTransport, int, int], "Upload | None"]  # (transport, client, t)
@@ -110,22 +126,29 @@ def simulate_rank(algorithm: FederatedAlgorithm, dataset: FederatedDataset, mode
                   transport: RankTransport, *, executor: Executor | None = None,
                   on_round: Callable[[RoundRecord], None] | None = None,
                   ledger: Ledger | None = None,
-                  receive: ReceiveUpload | None = None) -> StarRankResult:
+                  receive: ReceiveUpload | None = None,
+                  faults: FaultPlan | None = None) -> StarRankResult:
     """Run this rank's part of `simulate(algorithm, ...)` (module docstring). `executor`,
     `on_round` and `ledger` are `simulate`'s (the latter two used on rank 0 only); `receive`
-    replaces `receive_upload` on the server."""
+    replaces `receive_upload` on the server; `faults` injects faults on the client ranks."""
     me, p = transport.rank, transport.world_size
     client_rank(0, p)  # refuses world_size < 2
     if settings.clients_per_round > dataset.num_clients:
         raise ValueError(f"clients_per_round ({settings.clients_per_round}) exceeds the number "
                          f"of clients ({dataset.num_clients})")
     first = 0 if algorithm.initial_full_round else 1  # round 0: every client, once
+    faults = faults or FaultPlan()
+    faults.check(num_clients=dataset.num_clients, first_round=first, last_round=settings.rounds)
+    if settings.round_timeout_seconds is None and any(f.kind == "stall" for f in faults.faults):
+        raise ValueError("a stall fault needs round_timeout_seconds: without a deadline the "
+                         "server waits for a slow client")
+    run_id = transport.sequence("star")  # keeps this run's upload claims apart from others'
     if me == 0:
         ledger = Ledger() if ledger is None else ledger
         if len(ledger):
             raise ValueError(f"ledger must start empty; it holds {len(ledger)} events")
         return _serve(algorithm, dataset, model, params, flops, settings, transport, ledger,
-                      on_round, receive or receive_upload, first)
+                      on_round, receive or receive_upload, first, run_id)
     executor = (executor or auto(cores=1)).resolve(
         algorithm, flops.step((1, *dataset.input_shape)))  # counted train FLOPs per sample
     store = None
@@ -138,7 +161,7 @@ def simulate_rank(algorithm: FederatedAlgorithm, dataset: FederatedDataset, mode
         for t in range(first, settings.rounds + 1):
             started = time.perf_counter()
             _client_round(algorithm, dataset, flops, settings, transport, executor, store,
-                          make_task, t)
+                          make_task, t, faults, run_id)
             seconds.append(time.perf_counter() - started)
     finally:
         executor.close()
@@ -149,28 +172,45 @@ def _serve(algorithm: FederatedAlgorithm, dataset: FederatedDataset, model: Mode
            params: torch.Tensor, flops: FlopCounter, settings: SimulationSettings,
            transport: RankTransport, ledger: Ledger,
            on_round: Callable[[RoundRecord], None] | None, receive: ReceiveUpload,
-           first: int) -> StarRankResult:
+           first: int, run_id: int) -> StarRankResult:
     """The server rank: every round's downlinks, uploads, server update and evaluation."""
     test_x, test_y = eval_set(dataset, settings)
     state = algorithm.init(params)
     initial = evaluate(model, state.params, test_x, test_y)
     records, seconds = [], []
+    gone: set[int] = set()  # client ranks found dead
+    p = transport.world_size
     for t in range(first, settings.rounds + 1):
         started = time.perf_counter()
         events_before = len(ledger)
         cohort = round_cohort(dataset.num_clients, settings, t)
-        broadcast(transport, ledger, algorithm.server_message(state), cohort, t=t,
-                  codec=algorithm.downlink_codec)
+        reached = broadcast(transport, ledger, algorithm.server_message(state), cohort, t=t,
+                            codec=algorithm.downlink_codec, gone=gone)
+        late = (set() if settings.round_timeout_seconds is None else deadline.late_uploads(
+            transport, run_id, t, reached, timeout_seconds=settings.round_timeout_seconds))
         uploads, losses = [], []
-        for c in cohort:  # cohort order, as the simulator records them
-            upload = receive(transport, c, t)
+        for c in reached:  # cohort order, as the simulator records them
+            if c in late:
+                drop(ledger, c, t, "timeout", f"no upload by the deadline of "
+                     f"{settings.round_timeout_seconds:g} s")
+                continue
+            try:
+                upload = receive(transport, c, t)
+            except PeerLostError as err:
+                gone.add(client_rank(c, p))
+                drop(ledger, c, t, "lost", str(err))
+                continue
             if upload is None:  # nothing from this client: the round goes on without it
                 continue
             ledger.record(ComputeEvent(t, client_name(c), upload.flops, "train"))
             ledger.record(CommEvent(t, client_name(c), SERVER, UP_CHANNEL, upload.nbytes,
                                     algorithm.uplink_codec))
-            uploads.append(upload.payload)
-            losses.append((upload.train_loss, upload.num_samples))
+            if upload.refusal is not None:
+                drop(ledger, c, t, "refused", upload.refusal)
+            elif admit(algorithm, upload.payload, ledger, client=c, round=t,
+                       max_upload_nbytes=settings.max_upload_nbytes):
+                uploads.append(upload.payload)
+                losses.append((upload.train_loss, upload.num_samples))
         state, record = conclude_round(algorithm, model, settings, state, uploads, t, losses,
                                        ledger, events_before, started, test_x, test_y)
         records.append(record)
@@ -179,39 +219,61 @@ def _serve(algorithm: FederatedAlgorithm, dataset: FederatedDataset, model: Mode
             on_round(record)
     run = SimulationResult(state.params, state, ledger, initial, tuple(records),
                            "distributed", None)
-    return StarRankResult(0, transport.world_size, run, _gather_wire(transport), tuple(seconds))
+    return StarRankResult(0, transport.world_size, run, _gather_wire(transport, gone),
+                          tuple(seconds))
 
 
 def broadcast(transport: RankTransport, ledger: Ledger, message: Payload, cohort: Sequence[int],
-              *, t: int, codec: str) -> None:
+              *, t: int, codec: str, gone: set[int] | None = None) -> list[int]:
     """The server's message to every cohort client's rank, one transfer per client in cohort
-    order, each recorded as it left (StarTransport.broadcast's events)."""
+    order, each recorded as it left (StarTransport.broadcast's events). A client whose rank is
+    in `gone`, or is found gone by this send (added to `gone`), is dropped (`lost`). Returns
+    the clients reached."""
     data = serialize(message)
-    p = transport.world_size
+    p, gone = transport.world_size, set() if gone is None else gone
+    reached = []
     for c in cohort:
-        _, sent = transport.exchange([(client_rank(c, p), data)], [], tag=_tag(t, "down", c),
-                                     what=f"the model of round {t} for client {c}")
+        r = client_rank(c, p)
+        if r in gone:
+            drop(ledger, c, t, "lost", f"its rank {r} is gone")
+            continue
+        try:
+            _, sent = transport.exchange([(r, data)], [], tag=_tag(t, "down", c),
+                                         what=f"the model of round {t} for client {c}")
+        except PeerLostError as err:
+            gone.add(r)
+            drop(ledger, c, t, "lost", str(err))
+            continue
         ledger.record(CommEvent(t, SERVER, client_name(c), DOWN_CHANNEL, sent[0], codec))
+        reached.append(c)
+    return reached
 
 
 def receive_upload(transport: RankTransport, c: int, t: int) -> Upload | None:
     """Client c's upload of round t and its control message, from the client's rank."""
     src = client_rank(c, transport.world_size)
     before = transport.counts().payload_received_nbytes
-    got, _ = transport.exchange([], [src], tag=_tag(t, "up", c),
-                                what=f"the update of client {c} in round {t}")
+    payload, refusal = None, None
+    try:
+        got, _ = transport.exchange([], [src], tag=_tag(t, "up", c),
+                                    what=f"the update of client {c} in round {t}")
+        payload = got[src]
+    except PayloadRefusedError as err:  # logged by the transport; the frame was read whole
+        refusal = str(err)
     nbytes = transport.counts().payload_received_nbytes - before
     control, _ = transport.exchange([], [src], tag=_tag(t, "ctl", c), control=True,
                                     what=f"the control message of client {c} in round {t}")
     info = control[src]
-    return Upload(c, got[src], nbytes, int(info["flops"][0]), float(info["train_loss"][0]),
-                  int(info["num_samples"][0]))
+    return Upload(c, payload, nbytes, int(info["flops"][0]), float(info["train_loss"][0]),
+                  int(info["num_samples"][0]), refusal)
 
 
 def _client_round(algorithm: FederatedAlgorithm, dataset: FederatedDataset, flops: FlopCounter,
                   settings: SimulationSettings, transport: RankTransport, executor: Executor,
-                  store: ClientStateStore | None, make_task: Callable, t: int) -> None:
-    """A client rank's round t: receive its cohort clients' messages, run them, upload."""
+                  store: ClientStateStore | None, make_task: Callable, t: int,
+                  faults: FaultPlan, run_id: int) -> None:
+    """A client rank's round t: receive its cohort clients' messages, run them, upload (with
+    a deadline: claim first; stalled uploads last, held until declared late)."""
     me, p = transport.rank, transport.world_size
     mine = [c for c in round_cohort(dataset.num_clients, settings, t) if client_rank(c, p) == me]
     jobs = []
@@ -219,12 +281,26 @@ def _client_round(algorithm: FederatedAlgorithm, dataset: FederatedDataset, flop
         got, _ = transport.exchange([], [0], tag=_tag(t, "down", c),
                                     what=f"the model of round {t} for client {c}")
         jobs.append((got[0], task_key(dataset, store, c, t)))
+    if any(faults.killed_at(c) == t for c in range(me - 1, dataset.num_clients, p - 1)):
+        deadline.die()  # a client this rank hosts is killed this round: the process dies
     outputs = executor.run(algorithm, jobs, make_task)
-    for c, out in zip(mine, outputs, strict=True):
+    stalled = {c for c in mine if (f := faults.at(c, t)) is not None and f.kind == "stall"}
+    if settings.round_timeout_seconds is not None:  # claim every upload before sending any
+        claimed = {c for c in mine if c not in stalled and deadline.may_send(transport, run_id,
+                                                                               t, c)}
+    else:
+        claimed = set(mine)
+    order = sorted(range(len(mine)), key=lambda i: mine[i] in stalled)  # stalled ones last
+    for i in order:
+        c, out = mine[i], outputs[i]
         if store is not None:
-            store.put(c, out.state)
-        transport.exchange([(0, serialize(out.payload))], [], tag=_tag(t, "up", c),
-                           what=f"the update of client {c} in round {t}")
+            store.put(c, out.state)  # the client finished: it keeps what it computed
+        if c in stalled:
+            deadline.hold_until_late(transport, run_id, t, c)
+        if c not in claimed:  # the server gave up on this upload: it is never sent
+            continue
+        transport.exchange([(0, faults.outgoing(c, t, serialize(out.payload)))], [],
+                           tag=_tag(t, "up", c), what=f"the update of client {c} in round {t}")
         control = Payload(flops=np.asarray([client_flops(flops, dataset, out.steps)], np.int64),
                           train_loss=np.asarray([out.train_loss], np.float64),
                           num_samples=np.asarray([out.num_samples], np.int64))
@@ -235,9 +311,10 @@ def _client_round(algorithm: FederatedAlgorithm, dataset: FederatedDataset, flop
 _WIRE_FIELDS = tuple(WireCounts.__dataclass_fields__)
 
 
-def _gather_wire(transport: RankTransport) -> tuple[WireCounts, ...]:
-    """Every rank's counters at rank 0 (control traffic, after all payload traffic); this
-    rank's own elsewhere."""
+def _gather_wire(transport: RankTransport, gone: set[int] = frozenset()
+                 ) -> tuple[WireCounts, ...]:
+    """Every rank's counters at rank 0 (control traffic, after all payload traffic; zeros for
+    a rank that is `gone`: its counters died with it); this rank's own elsewhere."""
     counts = transport.counts()
     tag = wire_tag("star|final wire counts")
     if transport.rank != 0:
@@ -245,10 +322,11 @@ def _gather_wire(transport: RankTransport) -> tuple[WireCounts, ...]:
         transport.exchange([(0, serialize(mine))], [], tag=tag, control=True,
                            what="the final wire counts")
         return (counts,)
-    others = list(range(1, transport.world_size))
+    others = [r for r in range(1, transport.world_size) if r not in gone]
     got, _ = transport.exchange([], others, tag=tag, control=True, what="the final wire counts")
-    return (counts, *(WireCounts(**dict(zip(_WIRE_FIELDS, (int(v) for v in got[r]["wire"]),
-                                            strict=True))) for r in others))
+    return (counts, *(WireCounts() if r in gone else
+                      WireCounts(**dict(zip(_WIRE_FIELDS, (int(v) for v in got[r]["wire"]),
+                                            strict=True))) for r in range(1, transport.world_size)))
 
 
 def party_rank(name: str, world_size: int) -> int:

@@ -94,6 +94,7 @@ class RankTransport:
         self._keep = keep  # the rendezvous store and its socket live as long as the group
         self._store = store
         self._counts = dict.fromkeys(WireCounts().as_dict(), 0)
+        self._sequences: dict[str, int] = {}
 
     def counts(self) -> WireCounts:
         return WireCounts(**self._counts)
@@ -165,6 +166,30 @@ class RankTransport:
         except RuntimeError as err:  # torch's DistStoreError / a closed connection
             raise PeerLostError(f"rank {self.rank} waiting for {name!r}: the rendezvous "
                                 f"store is gone ({err})") from err
+
+    def claim(self, key: str, value: str) -> str:
+        """Set `key` in the rendezvous store to `value` unless some rank set it first; return
+        what it holds now (atomic: the store's compare-and-set). Two ranks racing for one
+        outcome (an upload sent, or declared late) agree on the winner."""
+        try:
+            return self._need_store().compare_set(f"lowcomm/claim/{key}", "", value).decode()
+        except RuntimeError as err:
+            raise PeerLostError(f"rank {self.rank} claiming {key!r}: the rendezvous store is "
+                                f"gone ({err})") from err
+
+    def claimed(self, key: str) -> bool:
+        """Whether some rank has claimed `key`."""
+        try:
+            return self._need_store().check([f"lowcomm/claim/{key}"])
+        except RuntimeError as err:
+            raise PeerLostError(f"rank {self.rank} checking {key!r}: the rendezvous store is "
+                                f"gone ({err})") from err
+
+    def sequence(self, name: str) -> int:
+        """0, 1, 2, ... on successive calls with `name`: every rank that runs the same programs
+        over this transport numbers them alike (e.g. to keep their claims apart)."""
+        self._sequences[name] = self._sequences.get(name, -1) + 1
+        return self._sequences[name]
 
     def _need_store(self) -> Any:
         if self._store is None:
