@@ -88,9 +88,14 @@ def test_memberships_the_processes_cannot_run_are_refused_before_any_traffic(
         train_rank(*parts, transport, membership=membership)
 
 
-def test_a_worker_killed_between_outer_steps_is_survived_as_a_leave():
-    parts, _ = _parts(None, workers=3)
-    victim, killed_at = 2, 5  # after boundary 4's sync and record, inside the next inner phase
+@pytest.mark.parametrize("schedule, workers, victim, effective", [
+    (None, 3, 2, {4: "leave 2"}),
+    ({2: "join"}, 2, 1, {2: "join", 4: "leave 1"}),  # a joiner, and a victim inside the ring
+])
+def test_a_worker_killed_between_outer_steps_is_survived_as_a_leave(schedule, workers, victim,
+                                                                     effective):
+    parts, membership = _parts(schedule, workers=workers)
+    killed_at = 5  # after boundary 4's sync and record, inside the next inner phase
 
     def rank(r, nproc, ep):
         transport = join(rank=r, world_size=nproc, master_addr=ep.master_addr,
@@ -101,18 +106,21 @@ def test_a_worker_killed_between_outer_steps_is_survived_as_a_leave():
             if r == victim and t == killed_at:
                 os.kill(os.getpid(), signal.SIGKILL)  # no farewell, no clean exit
 
-        return train_rank(*parts, transport, on_step=on_step, unannounced_leaves=True)
+        return train_rank(*parts, transport, on_step=on_step, unannounced_leaves=True,
+                          membership=membership)
 
     ranks = spawn_local(rank, 3, timeout_seconds=TIMEOUT_SECONDS, grace_seconds=20.0,
                         may_vanish=(victim,))
     assert ranks[victim] is None
-    effective = parse_membership({4: "leave 2"}, initial_workers=3, inner_steps=H, steps=STEPS)
-    assert ranks[0].membership == ranks[1].membership == effective
+    effective = parse_membership(effective, initial_workers=workers, inner_steps=H,
+                                 steps=STEPS)
+    survivors = [r for r in ranks if r is not None]
+    assert all(r.membership == effective for r in survivors) and len(survivors) == 2
     torch.set_num_threads(1)
     sim = train_workers(*parts, membership=effective)
     run = ranks[0].run
     assert run.ledger == sim.ledger  # the victim's part up to boundary 4 included
-    assert run.workers == (0, 1)
+    assert run.workers == tuple(r.rank for r in survivors)
     assert all(torch.equal(a, b) for a, b in zip(run.models, sim.models, strict=True))
     assert [_without_seconds(r) for r in run.records] == \
         [_without_seconds(r) for r in sim.records]
