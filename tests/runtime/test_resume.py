@@ -117,3 +117,21 @@ def test_resume_with_injected_faults_and_refusal_of_other_faults(clients, tmp_pa
     assert _records(resumed) == _records(whole)
     with pytest.raises(CheckpointError, match="faults: "):
         _simulate(clients, "scaffold", resume=resume_point(tmp_path))
+
+
+def test_resume_with_client_states_in_a_memory_mapped_file(clients, tmp_path):
+    spec, model, params = make_model("mlp")
+    flops = FlopCounter(spec.key, spec.build, input_dtype=spec.input_dtype)
+
+    def run(state_path, **kwargs):
+        settings = SimulationSettings(rounds=ROUNDS, clients_per_round=5, seed=3,
+                                      state_path=str(state_path))
+        return simulate(MAKERS["scaffold"](model), clients, model, params, flops, settings,
+                        executor=sequential(), **kwargs)
+
+    whole = run(tmp_path / "whole.rows")
+    policy = CheckpointPolicy(tmp_path / "ck")
+    with pytest.raises(_KilledError):
+        run(tmp_path / "rows", checkpoint=policy, on_round=_kill_after(3))
+    resumed = run(tmp_path / "rows", resume=resume_point(tmp_path / "ck"))  # the same file
+    assert torch.equal(resumed.params, whole.params) and resumed.ledger == whole.ledger
