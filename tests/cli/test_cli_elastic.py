@@ -62,7 +62,36 @@ def test_a_launched_run_with_a_membership_has_the_simulators_ledger(tmp_path, ca
     assert all(r["replicas_identical"] for r in real["rounds"])
 
 
+KILLED = [*_set(_set(TINY, "--steps", "6"), "--workers", "3"), "--fault",
+          "kill worker 2 at step 3"]  # after boundary 2, inside the phase of steps 3-4
+
+
+@pytest.mark.skipif(not (dist.is_available() and dist.is_gloo_available()),
+                    reason="torch.distributed with gloo is not available")
+def test_a_killed_worker_is_survived_by_the_launched_run_as_the_simulator_runs_it(tmp_path,
+                                                                                 capsys):
+    db = str(tmp_path / "runs.sqlite")
+    assert main(["train", *KILLED, "--db", db]) == 0
+    assert main(["launch", "--nproc", "3", "--", "train", *KILLED, "--db", db]) == 0
+    capsys.readouterr()
+    sim, real = _export(1, db, capsys), _export(2, db, capsys)
+    assert real["events"] == sim["events"]
+    assert real["summary"]["membership_events"] == sim["summary"]["membership_events"] == \
+        [[2, "leave", 2]]
+    assert real["summary"]["live_workers_at_end"] == [0, 1]
+    assert max(e["round"] for e in real["events"] if e.get("worker") == "worker:2") == 2
+    assert real["summary"]["runtime"]["transport"]["equals_ledger"] is True
+    assert [r["val_loss"] for r in real["rounds"]] == [r["val_loss"] for r in sim["rounds"]]
+    assert all(r["replicas_identical"] for r in real["rounds"])
+
+
 @pytest.mark.parametrize(("args", "message"), [
+    (["train", *KILLED[:-1], "kill worker 0 at step 3"], "worker 0 gathers the run"),
+    (["train", *KILLED[:-1], "kill worker 2 at step 4"], "step 4 must be inside an inner phase"),
+    (["train", *KILLED[:-1], "kill client 2 at round 3"],
+     "train fault 'kill client 2 at round 3' must be 'kill worker W at step T'"),
+    (["train", *_set(KILLED, "--eval-every", "1")], "eval_every (1) must equal inner_steps (2)"),
+    (["train", *KILLED, "--algorithm", "noloco"], "fault: a killed worker leaves, and noloco"),
     (["train", *TINY, "--membership", "2:join,x:leave 1"],
      "membership entry 'x:leave 1' must be STEP:join or STEP:leave W"),
     (["train", *TINY, "--membership", "3:join"], "membership: membership step 3 is not an "

@@ -180,18 +180,23 @@ def _rank_argv(args: argparse.Namespace) -> list[str]:
 
 def _killed_ranks(argv: list[str], nproc: int) -> set[int]:
     """The ranks a `run --fault 'kill client c at round t'` kills on purpose (the hosts of
-    those clients): their death is no failure of the launch."""
-    if argv[:1] != ["run"]:
-        return set()
+    those clients), or the ranks of a `train` whose workers may end without notice (every
+    rank but 0 with --unannounced-leaves, the killed ones with --fault): their death is no
+    failure of the launch."""
     from lowcomm.cli.config import load_yaml
     from lowcomm.cli.main import build_parser
+
+    parsed = vars(build_parser().parse_args(argv))
+    file = load_yaml(parsed["config"]) if parsed.get("config") else {}
+    specs = parsed.get("fault") or file.get("fault") or ()
+    specs = [specs] if isinstance(specs, str) else specs
+    if argv[:1] == ["train"]:
+        if parsed.get("unannounced_leaves") or file.get("unannounced_leaves"):
+            return set(range(1, nproc))
+        return {int(spec.split()[2]) for spec in specs}  # checked: 'kill worker W at step T'
     from lowcomm.runtime.distributed.star import client_rank
     from lowcomm.runtime.faults import FaultPlan
 
-    parsed = vars(build_parser().parse_args(argv))
-    specs = parsed.get("fault") or (load_yaml(parsed["config"]).get("fault")
-                                    if parsed.get("config") else None) or ()
-    specs = [specs] if isinstance(specs, str) else specs
     return {client_rank(f.client, nproc) for f in FaultPlan.parse(specs).faults
             if f.kind == "kill"}
 

@@ -20,6 +20,7 @@ from lowcomm.cli.records import Recording, recording
 from lowcomm.cli.run import environment
 from lowcomm.cli.train_build import TrainParts, build_device, build_networks, build_train
 from lowcomm.cli.train_config import TrainConfig, membership_of
+from lowcomm.cli.train_faults import effective_schedule, kill_hook
 from lowcomm.report.training import training_summary_table
 from lowcomm.runtime import StepRecord, TrainingResult, TrainingSettings, train_workers
 
@@ -45,8 +46,10 @@ def summarize(c: TrainConfig, parts: TrainParts, result: TrainingResult,
         "algorithm": {"name": parts.algorithm.name, "overlap": parts.algorithm.overlap,
                       **parts.algorithm.hyperparams},
         "workers": c.workers,
-        **({} if c.membership is None else {"membership": c.membership,
-                                            "live_workers_at_end": list(result.workers)}),
+        **({} if c.membership is None and not c.fault else {
+            "membership": c.membership, "live_workers_at_end": list(result.workers),
+            "membership_events": [list(e) for e in membership_of(
+                dataclasses.replace(c, membership=effective_schedule(c))).events]}),
         "steps": c.steps,
         "initial_val_loss": result.initial_val_loss,
         "final_val_loss": last.val_loss,
@@ -119,15 +122,17 @@ def _run(c: TrainConfig, parts: TrainParts, transport: Any, *, ledger: Any = Non
     end)."""
     flops = cost.FlopCounter(parts.spec.key, parts.spec.build, input_dtype=parts.spec.input_dtype)
     args = (parts.algorithm, parts.worker_data, parts.model, parts.params, flops, _settings(c))
-    membership = membership_of(c)
-    if transport is None:
+    if transport is None:  # a killed worker is a leave at the boundary before its death
+        membership = membership_of(dataclasses.replace(c, membership=effective_schedule(c)))
         return train_workers(*args, on_record=on_record, on_step=on_step, ledger=ledger,
                              membership=membership, checkpoint=cont.policy,
                              resume=cont.resume), None
     from lowcomm.runtime.distributed import train_rank
 
-    rank_result = train_rank(*args, transport, on_record=on_record, on_step=on_step,
-                             membership=membership)
+    kill = kill_hook(c, transport.rank)
+    rank_result = train_rank(*args, transport, on_record=on_record, on_step=kill or on_step,
+                             membership=membership_of(c),
+                             unannounced_leaves=c.unannounced_leaves or bool(c.fault))
     if rank_result.run is not None and ledger is not None:
         ledger.extend(rank_result.run.ledger)
     return rank_result.run, rank_result

@@ -127,6 +127,11 @@ class TrainConfig:
                                   "takes the next unused id; ddp, localsgd, diloco). --workers "
                                   "is the initial count; distributed: one process per id",
                                   section="training")
+    fault: tuple[str, ...] = _opt((), "inject a fault: 'kill worker W at step T' ends worker "
+                                  "W's process by SIGKILL after its step T, inside an inner "
+                                  "phase (distributed); the run goes on as if W had left at the "
+                                  "boundary before, which is what the simulator runs (needs "
+                                  "eval_every == inner_steps; repeatable)", section="faults")
     eval_every: int = _opt(50, "evaluate (and hash the replicas) every N steps",
                            section="training")
     seed: int = _opt(0, "seed of every random stream of the run", section="training")
@@ -144,6 +149,10 @@ class TrainConfig:
     runtime: str = runtime_option("one worker")
     bind_address: str = bind_address_option()
     timeout_seconds: float = timeout_seconds_option()
+    unannounced_leaves: bool = _opt(False, "distributed: survive workers that end without "
+                                    "notice between outer steps (as if they left at the "
+                                    "boundary before; needs eval_every == inner_steps; on "
+                                    "with --fault)", section="runtime")
     # bookkeeping
     name: str | None = _opt(None, "a name for the run record", section="output")
     db: str | None = _opt(None, "SQLite file for run records (default: the user's data home)",
@@ -205,6 +214,15 @@ def validate_train(c: TrainConfig) -> None:
          f"membership: {c.algorithm} cannot change its workers between syncs (its replicas do "
          f"not hold one identical state); elastic algorithms: {', '.join(ELASTIC)}")
     membership_of(c)
+    from lowcomm.cli.train_faults import kills_of  # it builds on this module
+
+    kills_of(c)
+    need(not c.unannounced_leaves or c.algorithm in ELASTIC,
+         f"unannounced_leaves: {c.algorithm} cannot change its workers between syncs; "
+         f"elastic algorithms: {', '.join(ELASTIC)}")
+    need(not c.fault or c.algorithm in ELASTIC,
+         f"fault: a killed worker leaves, and {c.algorithm} cannot change its workers between "
+         f"syncs; elastic algorithms: {', '.join(ELASTIC)}")
 
 
 def membership_schedule(text: str) -> dict[int, list[str]]:

@@ -66,6 +66,9 @@ def with_leaves(membership: Membership, step: int, dead: tuple[int, ...]) -> Mem
     if step <= 0:
         raise PeerLostError(f"rank(s) {list(dead)} ended before the first outer step: there is "
                             "no boundary to continue from")
+    fresh = [w for kind, w in membership.changes_at(step) if kind == "join" and w in dead]
+    if fresh:  # it received the join state at `step`: no leave there says what happened
+        raise PeerLostError(f"rank(s) {fresh} ended in the inner phase right after joining")
     kept = [e for e in membership.events if not (e[0] > step and e[2] in dead)]
     events = [*kept, *((step, "leave", w) for w in dead)]
     events.sort(key=lambda e: e[0])  # stable: the scheduled events of `step` come first
