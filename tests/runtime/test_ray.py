@@ -112,7 +112,8 @@ def test_a_failing_client_in_an_actor_is_reported(skewed_clients):
 
         return dataclasses.replace(algorithm, client_update=client_update)
 
-    with pytest.raises(RuntimeError, match=r"failed in a Ray actor(.|\n)*cannot count"):
+    failed = r"client\(s\) (\d+) failed in a Ray actor(.|\n)*client \1 cannot count"
+    with pytest.raises(RuntimeError, match=failed):
         _run(skewed_clients, broken, ray_actors(actors=1), rounds=1)
 
 

@@ -53,14 +53,20 @@ class _ClientHost:
         self.algorithm, self.make_task = algorithm, make_task
 
     def train(self, message: bytes, keys: Sequence[TaskKey],
-              batched: bool) -> tuple[list[Any], str | None]:
-        """The clients' outputs on the wire (payloads as bytes), or the error's traceback."""
-        try:
-            outputs = train_group(self.algorithm, self.make_task, deserialize(message), keys,
-                                  batched=batched)
-            return [to_wire(o) for o in outputs], None
-        except Exception:  # reported to the driver with the client ids, which raises it
-            return [], traceback.format_exc()
+              batched: bool) -> tuple[list[Any], tuple[list[int], str] | None]:
+        """The clients' outputs on the wire (payloads as bytes), or, from the first failure on,
+        the failed clients' ids and the traceback."""
+        parsed = deserialize(message)
+        groups = [list(keys)] if batched else [[key] for key in keys]
+        wires: list[Any] = []
+        for group in groups:
+            try:
+                outputs = train_group(self.algorithm, self.make_task, parsed, group,
+                                      batched=batched)
+            except Exception:  # reported to the driver, which raises it
+                return wires, ([key.client_id for key in group], traceback.format_exc())
+            wires += [to_wire(o) for o in outputs]
+        return wires, None
 
 
 def pin_clients(keys: Sequence[TaskKey], actors: int) -> list[list[int]]:
@@ -186,9 +192,10 @@ def ray_actors(actors: int = 2, address: str | None = None, *,
         for group, ref in pending:
             wires, error = ray.get(ref)
             if error is not None:
-                ids = ", ".join(str(keys[i].client_id) for i in group)
                 close()
-                raise RuntimeError(f"a client among {ids} failed in a Ray actor:\n{error}")
+                ids, trace = error
+                raise RuntimeError(f"client(s) {', '.join(map(str, ids))} failed in a Ray "
+                                   f"actor:\n{trace}")
             for index, wire in zip(group, wires, strict=True):
                 outputs[index] = from_wire(wire)
         return outputs  # type: ignore[return-value]
