@@ -51,3 +51,27 @@ def test_fault_mistakes_are_one_line_errors(args, message, db, capsys):
     assert main(["run", *TINY, *args, "--db", db]) == 2
     err = capsys.readouterr().err
     assert message in " ".join(err.split()) and "Traceback" not in err
+
+
+def test_launch_expects_the_ranks_a_kill_fault_ends(tmp_path):
+    from lowcomm.cli.launch import _killed_ranks
+
+    run = ["run", *TINY, "--fault", "kill client 3 at round 1", "--fault",
+           "stall client 2 at round 2", "--round-timeout-seconds", "2"]
+    assert _killed_ranks(run, 3) == {2}  # client 3 lives on rank 1 + 3 % 2
+    config = tmp_path / "f.yaml"
+    config.write_text("fault: kill client 4 at round 1\n")
+    assert _killed_ranks(["run", *TINY, "--config", str(config)], 4) == {2}
+    assert _killed_ranks(["run", *TINY], 3) == set()
+    assert _killed_ranks(["train", "--steps", "2"], 3) == set()
+
+
+def test_a_distributed_stall_needs_a_deadline():
+    from lowcomm.cli.build import build_run
+    from lowcomm.cli.config import ConfigError, RunConfig
+    from lowcomm.cli.run import fault_plan
+
+    c = RunConfig(dataset="digits", clients=6, clients_per_round=6, rounds=2, model="logreg",
+                  partition="iid", runtime="distributed", fault=("stall client 1 at round 1",))
+    with pytest.raises(ConfigError, match="needs --round-timeout-seconds"):
+        fault_plan(c, build_run(c))
