@@ -7,14 +7,15 @@ is pinned to actor `c % N`, so a client always trains in the same actor. Per rou
 - the broadcast message is serialized once and put once into Ray's object store as those bytes;
   every actor reads the same object and parses it;
 - each actor receives only its clients' task keys (id, round, sample count, saved state) and
-  builds their tasks itself with `make_task`, so a client's data is generated or loaded in the
-  actor that trains it and never crosses the cluster;
+  builds their tasks itself with `make_task`, so a client's samples are made in the actor that
+  trains it and no sample crosses the cluster during the rounds;
 - each actor returns its clients' payloads as serialized bytes, which the simulator's transport
   records in the ledger exactly as for any other strategy.
 
 The algorithm and `make_task` travel to each actor once, when the actors start (pickled by Ray:
-see docs/security.md). Results equal `sequential`'s (a reference test checks parameters and
-ledger on a local Ray instance).
+see docs/security.md); for a dataset split from a pooled one that includes the pooled arrays.
+Results equal `sequential`'s (a reference test checks parameters and ledger on a local Ray
+instance).
 
 Ray is an optional extra (`pip install lowcomm[ray]`): this is the only module of the library
 that imports it, and only when an executor is built.
