@@ -151,14 +151,16 @@ def _flat(options: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class CheckpointPolicy:
-    """Write a checkpoint to `directory/last.ckpt` after every `every`-th round and after the
-    last one, keeping the `keep` newest files. `options` are what else determines the result
-    beyond what the runtime sees itself (e.g. the command-line config); they join the check."""
+    """Write a checkpoint to `directory/file` (`last.ckpt`) after every `every`-th round and
+    after the last one, keeping the `keep` newest files. `options` are what else determines the
+    result beyond what the runtime sees itself (e.g. the command-line config); they join the
+    check. (A star run over torch.distributed gives each client rank its own `file`.)"""
 
     directory: str | Path
     every: int = 1
     keep: int = 1
     options: Mapping[str, Any] = field(default_factory=dict)
+    file: str = LAST
 
     def __post_init__(self) -> None:
         for name in ("every", "keep"):
@@ -168,7 +170,7 @@ class CheckpointPolicy:
 
     @property
     def path(self) -> Path:
-        return Path(self.directory) / LAST
+        return Path(self.directory) / self.file
 
     def due(self, t: int, *, last: bool) -> bool:
         """Whether to write after round `t` (`last`: the run ends after it)."""
@@ -200,6 +202,17 @@ def resume_point(directory: str | Path, *, options: Mapping[str, Any] | None = N
         raise CheckpointError(f"no checkpoint to resume from in {directory} (no {LAST}); run "
                               "without resume to start fresh")
     return load(path, options=options)
+
+
+def held(path: str | Path, *, options: Mapping[str, Any] | None = None) -> list[Checkpoint]:
+    """Every checkpoint `save` keeps at `path` (`path`, `path.1`, ...: newest first), each
+    loaded and checked as `load` does."""
+    path, found = Path(path), []
+    file = path
+    while file.is_file():
+        found.append(load(file, options=options))
+        file = path.with_name(f"{path.name}.{len(found)}")
+    return found
 
 
 def restore(checkpoint: Checkpoint, *, ledger: Ledger, store: ClientStateStore | None) -> None:

@@ -30,6 +30,8 @@ may return None: nothing is recorded for that client and the round goes on witho
   dropped (`timeout`); a client rank that is gone is dropped (`lost`) from the send or receive
   that finds it, and is not contacted again. `faults` injects kills (the client rank's process
   dies by SIGKILL, with every client it hosts), stalls and corruptions on the client ranks.
+- **Checkpoints** (`lowcomm.runtime.distributed.checkpoint`): each rank writes its part at the
+  due rounds (rank 0 the run, a client rank its clients' states) and every rank resumes its part.
 """
 
 from __future__ import annotations
@@ -48,6 +50,8 @@ from lowcomm.cost.flops import FlopCounter
 from lowcomm.cost.ledger import SERVER, CommEvent, ComputeEvent, Ledger, client_id, client_name
 from lowcomm.data import FederatedDataset
 from lowcomm.models import ModelFn
+from lowcomm.runtime.checkpoint import Checkpoint, CheckpointPolicy, check_options, restore
+from lowcomm.runtime.distributed import checkpoint as rank_checkpoint
 from lowcomm.runtime.distributed import deadline
 from lowcomm.runtime.distributed.transport import (
     PayloadRefusedError,
@@ -67,6 +71,7 @@ from lowcomm.runtime.simulator import (
     client_flops,
     conclude_round,
     eval_set,
+    resolve_executor,
     round_cohort,
     task_key,
     task_maker,
@@ -82,7 +87,8 @@ class StarRankResult:
     returns it (its `client_states` is None: each client rank keeps its own clients' state, in
     `client_states`). `wire` is every rank's transport counters on rank 0 and this rank's
     elsewhere. `round_seconds` is this rank's measured wall-clock per round (a measurement of
-    this machine, not a cost)."""
+    this machine, not a cost). `ledger_start`: the events restored from a checkpoint, which
+    this process's transports never moved (the wire counters equal the ledger after them)."""
 
     rank: int
     world_size: int
@@ -90,6 +96,7 @@ class StarRankResult:
     wire: tuple[WireCounts, ...]
     round_seconds: tuple[float, ...]
     client_states: ClientStateStore | None = None
+    ledger_start: int = 0
 
 
 @dataclass(frozen=True)
@@ -127,10 +134,14 @@ def simulate_rank(algorithm: FederatedAlgorithm, dataset: FederatedDataset, mode
                   on_round: Callable[[RoundRecord], None] | None = None,
                   ledger: Ledger | None = None,
                   receive: ReceiveUpload | None = None,
-                  faults: FaultPlan | None = None) -> StarRankResult:
+                  faults: FaultPlan | None = None,
+                  checkpoint: CheckpointPolicy | None = None,
+                  resume: Checkpoint | None = None) -> StarRankResult:
     """Run this rank's part of `simulate(algorithm, ...)` (module docstring). `executor`,
     `on_round` and `ledger` are `simulate`'s (the latter two used on rank 0 only); `receive`
-    replaces `receive_upload` on the server; `faults` injects faults on the client ranks."""
+    replaces `receive_upload` on the server; `faults` injects faults on the client ranks.
+    `checkpoint` makes every rank write its part at the due rounds, and `resume` is this rank's
+    part to continue from (`lowcomm.runtime.distributed.checkpoint`: `resume_rank`)."""
     me, p = transport.rank, transport.world_size
     client_rank(0, p)  # refuses world_size < 2
     if settings.clients_per_round > dataset.num_clients:
@@ -142,19 +153,28 @@ def simulate_rank(algorithm: FederatedAlgorithm, dataset: FederatedDataset, mode
     if settings.round_timeout_seconds is None and any(f.kind == "stall" for f in faults.faults):
         raise ValueError("a stall fault needs round_timeout_seconds: without a deadline the "
                          "server waits for a slow client")
+    policy, options = rank_checkpoint.rank_policy(checkpoint, me), None
+    if policy is not None or resume is not None:
+        options = rank_checkpoint.star_options(algorithm, dataset, params, flops, settings,
+                                               executor, checkpoint, faults=faults, world_size=p)
+        if resume is not None:
+            check_options(resume, options)
+            first = resume.next_round
     run_id = transport.sequence("star")  # keeps this run's upload claims apart from others'
     if me == 0:
         ledger = Ledger() if ledger is None else ledger
         if len(ledger):
             raise ValueError(f"ledger must start empty; it holds {len(ledger)} events")
         return _serve(algorithm, dataset, model, params, flops, settings, transport, ledger,
-                      on_round, receive or receive_upload, first, run_id)
-    executor = (executor or auto(cores=1)).resolve(
-        algorithm, flops.step((1, *dataset.input_shape)))  # counted train FLOPs per sample
+                      on_round, receive or receive_upload, first, run_id, (policy, resume,
+                                                                           options))
+    executor = resolve_executor(algorithm, dataset, flops, executor or auto(cores=1))
     store = None
     if algorithm.client_state is not None:
         path = None if settings.state_path is None else Path(f"{settings.state_path}.rank{me}")
         store = ClientStateStore(algorithm.client_state, path=path)
+    if resume is not None:
+        restore(resume, ledger=Ledger(), store=store)
     make_task = task_maker(dataset, settings.seed)
     seconds = []
     try:
@@ -162,6 +182,8 @@ def simulate_rank(algorithm: FederatedAlgorithm, dataset: FederatedDataset, mode
             started = time.perf_counter()
             _client_round(algorithm, dataset, flops, settings, transport, executor, store,
                           make_task, t, faults, run_id)
+            if policy is not None:
+                rank_checkpoint.commit_client(transport, policy, t, settings, store, options)
             seconds.append(time.perf_counter() - started)
     finally:
         executor.close()
@@ -172,12 +194,18 @@ def _serve(algorithm: FederatedAlgorithm, dataset: FederatedDataset, model: Mode
            params: torch.Tensor, flops: FlopCounter, settings: SimulationSettings,
            transport: RankTransport, ledger: Ledger,
            on_round: Callable[[RoundRecord], None] | None, receive: ReceiveUpload,
-           first: int, run_id: int) -> StarRankResult:
-    """The server rank: every round's downlinks, uploads, server update and evaluation."""
+           first: int, run_id: int, continuation: tuple) -> StarRankResult:
+    """The server rank: every round's downlinks, uploads, server update and evaluation;
+    `continuation` is (this rank's policy, checkpoint to resume from, their options)."""
+    policy, resume, options = continuation
     test_x, test_y = eval_set(dataset, settings)
-    state = algorithm.init(params)
-    initial = evaluate(model, state.params, test_x, test_y)
-    records, seconds = [], []
+    if resume is None:
+        state = algorithm.init(params)
+        initial, records = evaluate(model, state.params, test_x, test_y), []
+    else:
+        restore(resume, ledger=ledger, store=None)
+        state, initial, records = resume.state, resume.initial, list(resume.records)
+    seconds = []
     gone: set[int] = set()  # client ranks found dead
     p = transport.world_size
     for t in range(first, settings.rounds + 1):
@@ -214,13 +242,16 @@ def _serve(algorithm: FederatedAlgorithm, dataset: FederatedDataset, model: Mode
         state, record = conclude_round(algorithm, model, settings, state, uploads, t, losses,
                                        ledger, events_before, started, test_x, test_y)
         records.append(record)
+        if policy is not None:  # before the callback, as the simulator
+            rank_checkpoint.commit_server(transport, policy, t, settings, state, ledger,
+                                          records, initial, options)
         seconds.append(time.perf_counter() - started)
         if on_round is not None:
             on_round(record)
     run = SimulationResult(state.params, state, ledger, initial, tuple(records),
                            "distributed", None)
     return StarRankResult(0, transport.world_size, run, _gather_wire(transport, gone),
-                          tuple(seconds))
+                          tuple(seconds), ledger_start=0 if resume is None else len(resume.events))
 
 
 def broadcast(transport: RankTransport, ledger: Ledger, message: Payload, cohort: Sequence[int],
@@ -353,7 +384,8 @@ def wire_equals_ledger(result: StarRankResult) -> bool:
     """Rank 0's check: every rank's transport moved exactly the ledger's payload bytes."""
     if result.run is None:
         raise ValueError("only rank 0's result holds the ledger")
-    expected = ledger_nbytes_by_rank(result.run.ledger, result.world_size)
+    expected = ledger_nbytes_by_rank(Ledger(list(result.run.ledger)[result.ledger_start:]),
+                                     result.world_size)
     return len(result.wire) == result.world_size and all(
         (w.payload_sent_nbytes, w.payload_received_nbytes) == pair
         for w, pair in zip(result.wire, expected, strict=True))
