@@ -183,3 +183,17 @@ def test_cli_refuses_a_ray_address_where_nothing_listens_in_one_line(capsys):
                  "--ray-address", f"127.0.0.1:{port}", "--no-store"]) == 2
     err = " ".join(capsys.readouterr().err.split())
     assert f"cannot join the Ray cluster at '127.0.0.1:{port}'" in err and "Traceback" not in err
+
+
+def test_actors_that_cannot_all_start_are_a_timeout_not_a_hang(skewed_clients):
+    """With one of the instance's 2 CPUs held (a placement group), the second actor cannot start:
+    the executor gives up after its start timeout and releases the actors it made (the first may
+    or may not be up by then on a loaded machine)."""
+    held = ray.util.placement_group([{"CPU": 1}])
+    ray.get(held.ready())
+    try:
+        with pytest.raises(TimeoutError, match=r"only [01] of 2 Ray actors started within 3 s"):
+            _run(skewed_clients, ALGORITHMS["fedavg-topk-ef"],
+                 ray_actors(actors=2, start_timeout_seconds=3), rounds=1)
+    finally:
+        ray.util.remove_placement_group(held)

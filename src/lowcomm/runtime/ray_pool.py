@@ -53,6 +53,9 @@ class _ClientHost:
         torch.set_num_threads(1)  # one actor per CPU: no oversubscription
         self.algorithm, self.make_task = algorithm, make_task
 
+    def ready(self) -> bool:
+        return True
+
     def train(self, message: bytes, keys: Sequence[TaskKey],
               batched: bool) -> tuple[list[Any], tuple[list[int], str] | None]:
         """The clients' outputs on the wire (payloads as bytes), or, from the first failure on,
@@ -111,8 +114,9 @@ class _Session:
     """Ray as this executor uses it: the connection (started here or found), and the actors for
     one (algorithm, make_task)."""
 
-    def __init__(self, ray: Any, *, address: str | None, local_cpus: int) -> None:
-        self.ray = ray
+    def __init__(self, ray: Any, *, address: str | None, local_cpus: int,
+                 start_timeout_seconds: float) -> None:
+        self.ray, self.start_timeout_seconds = ray, start_timeout_seconds
         self.started = False
         if not ray.is_initialized():
             if address is None:  # a local instance of our own, bounded to `local_cpus` CPUs
@@ -138,6 +142,14 @@ class _Session:
         algorithm_ref, make_task_ref = self.ray.put(algorithm), self.ray.put(make_task)
         self.hosts = [remote.remote(algorithm_ref, make_task_ref) for _ in range(actors)]
         self.owner = (algorithm, make_task)
+        started, _ = self.ray.wait([h.ready.remote() for h in self.hosts], num_returns=actors,
+                                   timeout=self.start_timeout_seconds)
+        if len(started) < actors:  # rather than wait for CPUs that other jobs hold, forever
+            self.release_hosts()
+            raise TimeoutError(f"only {len(started)} of {actors} Ray actors started within "
+                               f"{self.start_timeout_seconds:g} s: are the cluster's CPUs held "
+                               "by other jobs? (`ray status` shows them)")
+        self.ray.get(started)  # an actor that failed to start raises here
         return self.hosts
 
     def release_hosts(self) -> None:
@@ -153,7 +165,8 @@ class _Session:
 
 
 def ray_actors(actors: int = 2, address: str | None = None, *,
-               local_cpus: int | None = None, vectorize: bool = False) -> Executor:
+               local_cpus: int | None = None, vectorize: bool = False,
+               start_timeout_seconds: float = 300.0) -> Executor:
     """Clients hosted by `actors` Ray actors (one CPU each); client c always runs in actor
     `c % actors`.
 
@@ -162,12 +175,15 @@ def ray_actors(actors: int = 2, address: str | None = None, *,
     `actors`) and no dashboard, and shuts it down on `close()`; an `address` ("HOST:PORT" of a
     head started with `ray start --head`, or "auto") joins that cluster and disconnects on
     `close()`, leaving the cluster running. With `vectorize`, each actor trains its clients
-    together through the algorithm's batched update."""
+    together through the algorithm's batched update. Actors not all started within
+    `start_timeout_seconds` (the cluster's CPUs held by other jobs) raise `TimeoutError`."""
     if actors < 1:
         raise ValueError(f"actors must be >= 1; got {actors}")
     if local_cpus is not None and local_cpus < actors:
         raise ValueError(f"local_cpus ({local_cpus}) must be >= actors ({actors}): each actor "
                          "takes one CPU")
+    if not start_timeout_seconds > 0:
+        raise ValueError(f"start_timeout_seconds must be > 0; got {start_timeout_seconds}")
     ray = _import_ray()
     sessions: list[_Session] = []
 
@@ -181,7 +197,8 @@ def ray_actors(actors: int = 2, address: str | None = None, *,
             return []
         message = broadcast_message(jobs, "ray_actors()")
         if not sessions:
-            sessions.append(_Session(ray, address=address, local_cpus=local_cpus or actors))
+            sessions.append(_Session(ray, address=address, local_cpus=local_cpus or actors,
+                                     start_timeout_seconds=start_timeout_seconds))
         hosts = sessions[0].ensure_hosts(algorithm, make_task, actors)
         message_ref = ray.put(serialize(message))  # the bytes, once for every actor
         keys = [key for _, key in jobs]
