@@ -20,7 +20,7 @@ from lowcomm.cost import (
     price,
 )
 from lowcomm.runtime import SimulationSettings, simulate
-from lowcomm.runtime.faults import Fault, FaultPlan, parse_fault
+from lowcomm.runtime.faults import Fault, FaultPlan, parse_fault, parse_worker_kill
 
 
 def _simulate(dataset, algorithm=None, *, faults=(), rounds=2, per_round=10, **settings):
@@ -187,3 +187,13 @@ def test_fedavg_with_a_fault_equals_the_run_without_that_clients_upload(digits_c
     assert not torch.equal(clean.params, results[0].params)
     assert dataclasses.replace(clean.rounds[0], simulator_seconds=0) == \
         dataclasses.replace(results[0].rounds[0], simulator_seconds=0)  # round 1 untouched
+
+
+def test_one_grammar_reads_a_clients_faults_and_a_workers_kill():
+    assert parse_worker_kill("kill worker 2 at step 25") == (2, 25)
+    for bad in ("kill client 2 at round 3", "stall worker 1 at step 4",
+                "corrupt nan worker 1 at step 4", "kill worker 1 at round 4"):
+        with pytest.raises(ValueError, match="kill worker W at step T"):
+            parse_worker_kill(bad)
+    with pytest.raises(ValueError, match="client <id> at round <t>"):
+        parse_fault("kill worker 2 at step 3")

@@ -9,24 +9,23 @@ same ledger in both runtimes.
 from __future__ import annotations
 
 import os
-import re
 import signal
 from collections.abc import Callable
 
 from lowcomm.cli.config import ConfigError
 from lowcomm.cli.train_config import TrainConfig, membership_of
-
-_KILL = re.compile(r"kill\s+worker\s+(\d+)\s+at\s+step\s+(\d+)")
+from lowcomm.runtime.faults import parse_worker_kill
 
 
 def kills_of(c: TrainConfig) -> tuple[tuple[int, int], ...]:
     """The (worker, step) of every `--fault`, checked against the run."""
     kills = []
     for spec in c.fault:
-        match = _KILL.fullmatch(spec.strip())
-        if match is None:
-            raise ConfigError(f"train fault {spec!r} must be 'kill worker W at step T'")
-        kills.append((int(match[1]), int(match[2])))
+        try:
+            kills.append(parse_worker_kill(spec))
+        except ValueError:
+            raise ConfigError(f"train fault {spec!r} must be 'kill worker W at step T'"
+                              ) from None
     if not kills:
         return ()
     scheduled = membership_of(c)

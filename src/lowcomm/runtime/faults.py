@@ -36,8 +36,11 @@ log = logging.getLogger("lowcomm.runtime")
 KINDS = ("kill", "stall", "corrupt")
 CORRUPTIONS = ("bytes", "nan", "shape", "field", "oversize")
 
-_SPEC = re.compile(r"(?P<kind>[a-z]+)(?:\s+(?P<corruption>[a-z]+))?\s+client\s+(?P<client>\d+)"
-                   r"\s+at\s+round\s+(?P<round>\d+)")
+# One grammar for every fault of every runtime: a client at a round (`lowcomm run`) or a worker
+# at a step (`lowcomm train`, where only `kill` exists).
+_SPEC = re.compile(r"(?P<kind>[a-z]+)(?:\s+(?P<corruption>[a-z]+))?\s+(?P<party>client|worker)"
+                   r"\s+(?P<id>\d+)\s+at\s+(?P<unit>round|step)\s+(?P<at>\d+)")
+_UNIT = {"client": "round", "worker": "step"}
 
 
 @dataclass(frozen=True)
@@ -65,20 +68,34 @@ class Fault:
         return f"{kind} client {self.client} at round {self.round}"
 
 
+def _read(spec: str, party: str, example: str):
+    match = _SPEC.fullmatch(spec.strip().lower()) if isinstance(spec, str) else None
+    if match is None or match["party"] != party or match["unit"] != _UNIT[party]:
+        raise ValueError(f"cannot read fault {spec!r}: write {example}")
+    return match
+
+
 def parse_fault(spec: str) -> Fault:
     """`Fault` from `"kill client 2 at round 3"` (see the module docstring)."""
-    match = _SPEC.fullmatch(spec.strip().lower()) if isinstance(spec, str) else None
-    if match is None:
-        raise ValueError(f"cannot read fault {spec!r}: write '<kind> client <id> at round <t>' "
-                         f"with kind one of kill, stall, corrupt, or corrupt <variant> with "
-                         f"variant one of {', '.join(CORRUPTIONS)}")
+    match = _read(spec, "client", f"'<kind> client <id> at round <t>' with kind one of kill, "
+                  f"stall, corrupt, or corrupt <variant> with variant one of "
+                  f"{', '.join(CORRUPTIONS)}")
     kind, corruption = match["kind"], match["corruption"]
     if kind == "corrupt" and corruption is None:
         corruption = "bytes"
     try:
-        return Fault(kind, int(match["client"]), int(match["round"]), corruption)
+        return Fault(kind, int(match["id"]), int(match["at"]), corruption)
     except ValueError as err:
         raise ValueError(f"cannot read fault {spec!r}: {err}") from None
+
+
+def parse_worker_kill(spec: str) -> tuple[int, int]:
+    """`(worker, step)` from `"kill worker 2 at step 25"` (a replicated run's only fault)."""
+    match = _read(spec, "worker", "'kill worker W at step T'")
+    if match["kind"] != "kill" or match["corruption"] is not None:
+        raise ValueError(f"cannot read fault {spec!r}: write 'kill worker W at step T' (a "
+                         "replicated run's only fault)")
+    return int(match["id"]), int(match["at"])
 
 
 @dataclass(frozen=True)
