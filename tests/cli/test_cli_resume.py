@@ -96,7 +96,9 @@ def test_resume_without_a_checkpoint_or_with_other_options_is_one_line(tmp_path,
     assert "resume needs checkpoint_dir" in capsys.readouterr().err
 
 
-def test_checkpoints_with_the_distributed_runtime_are_refused_for_now(tmp_path, capsys):
-    assert main([*TINY, "--rounds", "2", "--checkpoint-dir", str(tmp_path), "--runtime",
+def test_checkpoints_of_a_distributed_train_are_refused_for_now(tmp_path, capsys):
+    from tests.cli.test_cli_train import TINY as TRAIN  # a run may checkpoint distributed
+
+    assert main(["train", *TRAIN, "--checkpoint-dir", str(tmp_path), "--runtime",
                  "distributed", "--db", str(tmp_path / "runs.sqlite")]) == 2
     assert "checkpoint_dir works with runtime=simulator only" in capsys.readouterr().err

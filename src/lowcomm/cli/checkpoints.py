@@ -76,6 +76,24 @@ def run_continuation(c: Any, parts: Any, settings: Any, executor: Any, faults: A
         faults=faults)))
 
 
+def star_continuation(c: Any, parts: Any, settings: Any, executor: Any, faults: Any,
+                      transport: Any) -> Continuation:
+    """This rank's policy and, with `resume`, its part of the checkpoint of a distributed
+    `lowcomm run` (every rank calls it: the ranks agree on rank 0's round)."""
+    policy = checkpoint_policy(c)
+    if not c.resume:
+        return Continuation(policy)
+    from lowcomm.runtime.distributed.checkpoint import resume_rank, star_options
+
+    flops = cost.FlopCounter(parts.spec.key, parts.spec.build, input_dtype=parts.spec.input_dtype)
+    options = star_options(parts.algorithm, parts.dataset, parts.params, flops, settings,
+                           executor, policy, faults=faults, world_size=transport.world_size)
+    try:
+        return Continuation(policy, resume_rank(transport, policy, options))
+    except CheckpointError as err:
+        raise ConfigError(str(err)) from None
+
+
 def train_continuation(c: Any, parts: Any, settings: Any, membership: Any) -> Continuation:
     """`lowcomm train`'s policy and, with `resume`, its checkpoint checked against this run's
     options."""

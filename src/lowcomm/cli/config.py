@@ -299,7 +299,7 @@ def validate(c: RunConfig) -> None:
             raise ConfigError(message)
 
     need(c.rounds >= 1, f"rounds must be >= 1; got {c.rounds}")
-    validate_checkpointing(c)
+    validate_checkpointing(c, distributed=True)
     need(c.clients >= 1, f"clients must be >= 1; got {c.clients}")
     need(c.clients_per_round >= 1, f"clients_per_round must be >= 1; got {c.clients_per_round}")
     if c.partition != "natural":
@@ -357,9 +357,13 @@ def validate(c: RunConfig) -> None:
     from lowcomm.runtime.faults import FaultPlan  # torch: not needed for --help
 
     try:
-        FaultPlan.parse(c.fault)
+        plan = FaultPlan.parse(c.fault)
     except ValueError as err:
         raise ConfigError(str(err)) from None
+    need(c.checkpoint_dir is None or c.runtime != "distributed"
+         or not any(f.kind == "kill" for f in plan.faults),
+         "checkpoint_dir with runtime=distributed does not go with a kill fault (a resumed run "
+         "would bring the killed rank back)")
     need(c.eval_samples is None or c.eval_samples >= 1,
          f"eval_samples must be >= 1; got {c.eval_samples}")
     need(c.network_sigma >= 0, f"network_sigma must be >= 0; got {c.network_sigma}")
@@ -381,13 +385,14 @@ def validate(c: RunConfig) -> None:
          f"dataset={c.dataset}")
 
 
-def validate_checkpointing(c: Any) -> None:
-    """The checkpoint options of a run or train config."""
+def validate_checkpointing(c: Any, *, distributed: bool = False) -> None:
+    """The checkpoint options of a run or train config (`distributed`: it may checkpoint
+    with runtime=distributed too)."""
     for name in ("checkpoint_every", "checkpoint_keep"):
         if getattr(c, name) < 1:
             raise ConfigError(f"{name} must be >= 1; got {getattr(c, name)}")
     if c.resume and c.checkpoint_dir is None:
         raise ConfigError("resume needs checkpoint_dir: the folder to resume from")
-    if c.checkpoint_dir is not None and c.runtime != "simulator":
+    if c.checkpoint_dir is not None and c.runtime != "simulator" and not distributed:
         raise ConfigError(f"checkpoint_dir works with runtime=simulator only for now; got "
                           f"runtime={c.runtime}")

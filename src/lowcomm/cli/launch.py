@@ -97,7 +97,9 @@ def star_runtime_summary(rank_result: Any, c: RunConfig) -> dict[str, Any]:
     from lowcomm.runtime.distributed.star import wire_equals_ledger
 
     return {**_transport_summary(rank_result, c, wire_equals_ledger(rank_result)),
-            "rank0_round_seconds_mean": fmean(rank_result.round_seconds)}
+            "resumed_ledger_events": rank_result.ledger_start,
+            "rank0_round_seconds_mean": (fmean(rank_result.round_seconds)
+                                         if rank_result.round_seconds else None)}
 
 
 def _transport_summary(rank_result: Any, c: TrainConfig | RunConfig,

@@ -18,7 +18,7 @@ import lowcomm
 from lowcomm import cost
 from lowcomm.algorithms.replicated import param_hash
 from lowcomm.cli.build import CostModels, RunParts, build_cost_models, build_run
-from lowcomm.cli.checkpoints import Continuation, run_continuation
+from lowcomm.cli.checkpoints import Continuation, run_continuation, star_continuation
 from lowcomm.cli.config import ConfigError, RunConfig
 from lowcomm.cli.launch import join_run, rank_environment, star_runtime_summary
 from lowcomm.cli.records import Recording, recording
@@ -129,8 +129,11 @@ def run_command(c: RunConfig, console: Console) -> int:
         cont = (FRESH if rank is not None
                 else run_continuation(c, parts, _settings(c), _executor(c, None), faults))
     transport = None if rank is None else join_run(rank, c)
+    if transport is not None:  # every rank's part of the checkpoint (the ranks agree on it)
+        cont = star_continuation(c, parts, _settings(c), _executor(c, transport), faults,
+                                 transport)
     if transport is not None and transport.rank != 0:
-        _simulate(c, parts, transport)  # this rank's clients
+        _simulate(c, parts, transport, cont=cont)  # this rank's clients
         return 0
     described = parts.dataset.describe()
     where = ("" if rank is None else f" as {rank.world_size} processes over torch.distributed "
@@ -180,8 +183,8 @@ def _executor(c: RunConfig, transport: Any) -> Executor:
 def _simulate(c: RunConfig, parts: RunParts, transport: Any, *, ledger: Any = None,
               on_round: Any = None, cont: Continuation = FRESH
               ) -> tuple[SimulationResult, Any]:
-    """The simulator's run (checkpointed and resumed as `cont` says), or this rank's part of a
-    distributed run (the server records into `ledger` as it goes)."""
+    """The simulator's run, or this rank's part of a distributed run (the server records into
+    `ledger` as it goes), checkpointed and resumed as `cont` says."""
     flops = cost.FlopCounter(parts.spec.key, parts.spec.build, input_dtype=parts.spec.input_dtype)
     args = (parts.algorithm, parts.dataset, parts.model, parts.params, flops, _settings(c))
     executor = _executor(c, transport)
@@ -192,7 +195,8 @@ def _simulate(c: RunConfig, parts: RunParts, transport: Any, *, ledger: Any = No
     from lowcomm.runtime.distributed import simulate_rank
 
     rank_result = simulate_rank(*args, transport, executor=executor, on_round=on_round,
-                                ledger=ledger, faults=fault_plan(c, parts))
+                                ledger=ledger, faults=fault_plan(c, parts),
+                                checkpoint=cont.policy, resume=cont.resume)
     return rank_result.run, rank_result
 
 

@@ -75,10 +75,11 @@ def summary_table(summary: dict[str, Any]) -> Table:
                      "(simulator speed, not a cost of the protocol)"))
     else:
         rows.append(transport_row(runtime))
+        mean = runtime["rank0_round_seconds_mean"]
+        per_round = "no round" if mean is None else f"{1e3 * mean:.1f} ms per round"
         rows.append(("distributed wall-clock", human_seconds(measured["wall_seconds"]),
                      f"measured: the server, rank 0 of {runtime['world_size']} processes over "
-                     f"gloo, {1e3 * runtime['rank0_round_seconds_mean']:.1f} ms per round (a "
-                     "measurement of this machine, not a cost model)"))
+                     f"gloo, {per_round} (a measurement of this machine, not a cost model)"))
     drops = summary.get("dropouts") or {}
     if drops.get("total"):
         by_reason = ", ".join(f"{n} {reason}" for reason, n in drops["by_reason"].items())
@@ -99,7 +100,9 @@ def transport_row(runtime: dict[str, Any]) -> tuple[str, str, str]:
     return ("bytes at the transport", human_bytes(wire["payload_sent_nbytes"]),
             f"measured by gloo transport of {runtime['world_size']} ranks: "
             f"{wire['payload_sent_nbytes']:,} payload bytes, "
-            f"{'equal to' if wire['equals_ledger'] else 'DIFFERENT FROM'} the ledger; "
+            f"{'equal to' if wire['equals_ledger'] else 'DIFFERENT FROM'} the ledger"
+            + (f" after its {restored:,} events restored from the checkpoint"
+               if (restored := runtime.get("resumed_ledger_events")) else "") + "; "
             f"+ {wire['control_nbytes']:,} control, {wire['framing_nbytes']:,} "
             "framing (not in the ledger)")
 

@@ -68,15 +68,18 @@ def star_options(algorithm: FederatedAlgorithm, dataset: FederatedDataset,
                  executor: Executor | None, policy: CheckpointPolicy | None, *,
                  faults: FaultPlan, world_size: int) -> dict[str, Any]:
     """What determines a star run's result, for the checkpoint check: the simulator's
-    `checkpoint_options` (with the execution strategy a client rank resolves) and the world
+    `checkpoint_options` (with the execution strategy a client rank runs) and the world
     size (it places the clients on ranks). Kill faults are refused: a resumed run would bring
     the killed rank back."""
     if any(f.kind == "kill" for f in faults.faults):
         raise ValueError("checkpoints of a distributed star run do not go with kill faults: a "
                          "resumed run would bring the killed rank back")
-    resolved = resolve_executor(algorithm, dataset, flops, executor or auto(cores=1))
-    resolved.close()  # only its name is needed here
-    return {**checkpoint_options(algorithm, dataset, params, settings, resolved.name, policy,
+    execution = executor.name if executor is not None and executor.name != "auto" else None
+    if execution is None:  # auto: resolved from the counted FLOPs, as on a client rank
+        resolved = resolve_executor(algorithm, dataset, flops, executor or auto(cores=1))
+        execution = resolved.name
+        resolved.close()  # only its name is needed here
+    return {**checkpoint_options(algorithm, dataset, params, settings, execution, policy,
                                  faults=faults), "world_size": world_size}
 
 
@@ -155,8 +158,8 @@ def resume_rank(transport: RankTransport, policy: CheckpointPolicy,
                                 what="the round to resume from")
     next_round = _read(got[0])
     if next_round == NOTHING:
-        raise CheckpointError(f"rank 0 found no checkpoint to resume from in {mine.directory} "
-                              "(see its error)")
+        raise CheckpointError(f"rank 0 could not resume from {mine.directory} (see its "
+                              "error)")
     try:
         found = held(mine.path, options=options)
         point = next((c for c in found if c.next_round == next_round), None)

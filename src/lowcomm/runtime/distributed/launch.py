@@ -14,6 +14,7 @@ import math
 import multiprocessing as mp
 import pickle
 import secrets
+import signal
 import socket
 import time
 import traceback
@@ -69,7 +70,9 @@ def _vanished(rank: int, exitcode: int | None, may_vanish: Collection[int]
               ) -> tuple[bool, Any]:
     if rank in may_vanish:
         return True, None
-    return False, f"exited with code {exitcode} without a result"
+    how = (f"was killed by {signal.Signals(-exitcode).name}" if exitcode is not None
+           and exitcode < 0 else f"exited with code {exitcode}")
+    return False, f"{how} without a result"
 
 
 def spawn_local(target: Callable[[int, int, Endpoint], Any], nproc: int, *,
