@@ -96,6 +96,7 @@ def test_server_rank_sigkilled_then_resumed_equals_the_uninterrupted_launch(tmp_
     else:
         pytest.fail("every run finished before it could be killed")
     assert "error: rank 0: was killed by SIGKILL without a result" in err
+    assert f"the checkpoints of the run are in {directory}: the same command with --resume" in err
     assert KILL_AFTER_ROUND <= killed_after < rounds
     assert (directory / "rank1.ckpt").is_file() and (directory / "rank2.ckpt").is_file()
     resumed_db, whole_db = str(tmp_path / "resumed.sqlite"), str(tmp_path / "whole.sqlite")

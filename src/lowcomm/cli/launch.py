@@ -203,6 +203,16 @@ def _killed_ranks(argv: list[str], nproc: int) -> set[int]:
             if f.kind == "kill"}
 
 
+def _checkpoint_dir(argv: list[str]) -> str | None:
+    """Where a `run` writes its checkpoints (flag or config file), or None."""
+    from lowcomm.cli.config import load_yaml
+    from lowcomm.cli.main import build_parser
+
+    parsed = vars(build_parser().parse_args(argv))
+    file = load_yaml(parsed["config"]) if parsed.get("config") else {}
+    return parsed.get("checkpoint_dir") or file.get("checkpoint_dir")
+
+
 def launch_command(args: argparse.Namespace, console: Console) -> int:
     argv = _rank_argv(args)  # every mistake surfaces here, before any process starts
     from lowcomm.cli.main import main
@@ -222,5 +232,8 @@ def launch_command(args: argparse.Namespace, console: Console) -> int:
     except RankFailedError as err:
         for rank, text in err.errors.items():
             print(f"error: rank {rank}: {text.splitlines()[0]}", file=sys.stderr)
+        if argv[:1] == ["run"] and (directory := _checkpoint_dir(argv)) is not None:
+            print(f"the checkpoints of the run are in {directory}: the same command with "
+                  "--resume continues from the last one", file=sys.stderr)
         return 1
     return max(code for code in codes if code is not None)  # None: a rank killed on purpose
