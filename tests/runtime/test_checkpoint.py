@@ -1,7 +1,9 @@
+import os
+
 import pytest
 import torch
 
-from lowcomm.runtime.checkpoint import Checkpoint, CheckpointError, load, save
+from lowcomm.runtime.checkpoint import Checkpoint, CheckpointError, held, load, save
 from lowcomm.runtime.state import ClientStateStore
 
 
@@ -33,6 +35,39 @@ def test_keep_rotates_the_older_files(tmp_path):
         save(tmp_path / "last.ckpt", _ckpt(t), keep=2)
     assert [load(tmp_path / n).next_round for n in ("last.ckpt", "last.ckpt.1")] == [3, 2]
     assert not (tmp_path / "last.ckpt.2").exists()
+
+
+class _KilledError(Exception):
+    pass
+
+
+def test_a_write_killed_during_the_rotation_leaves_the_newest_file_in_place(tmp_path,
+                                                                            monkeypatch):
+    path = tmp_path / "last.ckpt"
+    for t in (1, 2):
+        save(path, _ckpt(t), keep=3)
+    real_replace = os.replace
+
+    def killed_at_the_final_rename(src, dst):
+        if str(src).endswith("last.ckpt.tmp"):
+            raise _KilledError
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", killed_at_the_final_rename)
+    with pytest.raises(_KilledError):
+        save(path, _ckpt(3), keep=3)
+    monkeypatch.undo()
+    assert [c.next_round for c in held(path)] == [2, 2, 1]  # last.ckpt never went missing
+
+
+def test_held_lists_newest_first_even_without_the_newest_file(tmp_path):
+    path = tmp_path / "rank1.ckpt"
+    for t in range(1, 13):
+        save(path, _ckpt(t), keep=11)
+    assert [c.next_round for c in held(path)] == list(range(12, 1, -1))  # .10 after .9
+    path.unlink()
+    assert [c.next_round for c in held(path)] == list(range(11, 1, -1))
+    assert held(tmp_path / "none.ckpt") == []
 
 
 def test_client_store_snapshot_restore():

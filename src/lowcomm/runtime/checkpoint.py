@@ -17,7 +17,8 @@ carries the format version, the options and their hash; `load` refuses a file wh
 digest, version or options do not match, with a one-line error naming the file (and, for other
 options, which ones differ). Writing goes to a temporary file in the same directory, is fsynced,
 then `os.replace`d over the target, so a write that is killed leaves the previous checkpoint
-intact (and a stray `.tmp` file, which `load` never reads).
+intact (and a stray `.tmp` file, which `load` never reads). With `keep` > 1 the previous file is
+hard-linked to `last.ckpt.1` before the rename, so `last.ckpt` is there at every moment.
 
 The small functions at the end are the save/resume steps a runtime calls (the simulator, and a
 star runtime's server): `round_checkpoint` + `save_round` after a round, `resume_point` to load,
@@ -94,10 +95,23 @@ def save(path: str | Path, checkpoint: Checkpoint, *, keep: int = 1) -> Path:
     for i in range(keep - 1, 0, -1):  # rotate older checkpoints
         older = path.with_name(f"{path.name}.{i - 1}") if i > 1 else path
         if older.exists():
-            os.replace(older, path.with_name(f"{path.name}.{i}"))
+            (_link if i == 1 else os.replace)(older, path.with_name(f"{path.name}.{i}"))
     os.replace(tmp, path)
     _fsync_dir(path.parent)
     return path
+
+
+def _link(path: Path, target: Path) -> None:
+    """`target` becomes a hard link to `path`, which stays in place (a kill during a rotation
+    never leaves `path` missing); moved where the file system has no hard links."""
+    link = target.with_name(target.name + ".tmp")
+    try:
+        link.unlink(missing_ok=True)
+        os.link(path, link)
+    except OSError:
+        os.replace(path, target)
+        return
+    os.replace(link, target)
 
 
 def load(path: str | Path, *, options: Mapping[str, Any] | None = None) -> Checkpoint:
@@ -207,12 +221,10 @@ def resume_point(directory: str | Path, *, options: Mapping[str, Any] | None = N
 def held(path: str | Path, *, options: Mapping[str, Any] | None = None) -> list[Checkpoint]:
     """Every checkpoint `save` keeps at `path` (`path`, `path.1`, ...: newest first), each
     loaded and checked as `load` does."""
-    path, found = Path(path), []
-    file = path
-    while file.is_file():
-        found.append(load(file, options=options))
-        file = path.with_name(f"{path.name}.{len(found)}")
-    return found
+    path = Path(path)
+    older = sorted((int(f.name.rsplit(".", 1)[1]), f) for f in path.parent.glob(f"{path.name}.*")
+                   if f.name.rsplit(".", 1)[1].isdigit())
+    return [load(f, options=options) for f in [path, *(f for _, f in older)] if f.is_file()]
 
 
 def restore(checkpoint: Checkpoint, *, ledger: Ledger, store: ClientStateStore | None) -> None:
