@@ -17,8 +17,11 @@ from tests.cli.test_cli_resume import TINY, _checkpointed_round
 from lowcomm.cli.main import main
 from lowcomm.runtime.distributed import free_port
 
-pytestmark = pytest.mark.skipif(not (dist.is_available() and dist.is_gloo_available()),
-                                reason="torch.distributed with gloo is not available")
+pytestmark = [
+    pytest.mark.skipif(not (dist.is_available() and dist.is_gloo_available()),
+                       reason="torch.distributed with gloo is not available"),
+    pytest.mark.skipif(not os.path.exists("/proc/net/tcp"), reason="finds rank 0 through /proc"),
+]
 
 KILL_AFTER_ROUND = 1
 ARGS = [*TINY, "--execution", "sequential"]  # TINY: run ... --checkpoint-every 1
@@ -38,12 +41,23 @@ def _listening_inodes(port: int) -> set[str]:
     return inodes
 
 
+def _children(parent: int) -> list[int]:
+    found = []
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])  # after "pid (name) state"
+        except (FileNotFoundError, ProcessLookupError):  # it ended meanwhile
+            continue
+        if ppid == parent:
+            found.append(int(entry))
+    return found
+
+
 def _server_rank_pid(launcher: int, port: int) -> int | None:
     """The child of the launcher that is rank 0: the one listening on the rendezvous port."""
     inodes = {f"socket:[{i}]" for i in _listening_inodes(port)}
-    with open(f"/proc/{launcher}/task/{launcher}/children") as f:
-        children = [int(pid) for pid in f.read().split()]
-    for pid in children:
+    for pid in _children(launcher):
         try:
             links = {os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")}
         except (FileNotFoundError, ProcessLookupError):
