@@ -95,3 +95,16 @@ def test_a_client_rank_without_the_round_of_rank_0_stops_the_resume(dataset, tmp
     assert "holds no checkpoint of round 1" in failed.value.errors[2]
     with pytest.raises(CheckpointError, match="no checkpoint"):
         load(tmp_path / "rank2.ckpt")
+
+
+def test_checkpoints_every_other_round_resume_from_the_last_due_one(dataset, tmp_path):
+    parts = _parts("scaffold", dataset)  # 3 rounds: due after rounds 2 and 3 (the last)
+    policy = CheckpointPolicy(tmp_path, every=2)
+    with pytest.raises(RankFailedError, match="stopped after round 2"):
+        _ranks(parts, policy, stop_after=2)
+    assert load(tmp_path).next_round == 3
+    assert [c.next_round for c in held(tmp_path / "rank2.ckpt")] == [3]  # nothing after round 1
+    ranks = _ranks(parts, policy, resume=True)
+    torch.set_num_threads(1)
+    sim = simulate(*parts, executor=sequential())
+    assert torch.equal(ranks[0].run.params, sim.params) and ranks[0].run.ledger == sim.ledger
