@@ -35,7 +35,8 @@ for 100 steps at H = 20 on one seed (bytes only; the loss of so short a run is n
     ... benchmarks/dc_streaming.py --jobs 2 --only diloco eager delayed --out results/x.json
 
 (docs/reproductions.md's figures are from --steps 200, not 600: the machine's time did not allow
-the full length. H stays 50, so DiLoCo syncs 4 times; the tolerances are unchanged.)
+the full length. H stays 50, so DiLoCo syncs 4 times; the tolerances are unchanged. Claim 8 was
+rerun at the full 600 steps with --only diloco eager delayed; docs/reproductions.md has both.)
 """
 
 from __future__ import annotations
