@@ -67,17 +67,19 @@ def _server_rank_pid(launcher: int, port: int) -> int | None:
     return None
 
 
-def _kill_server_once_checkpointed(args, directory, rounds) -> tuple[int | None, str]:
-    """Launch the run, SIGKILL its rank 0 once a checkpoint of round >= KILL_AFTER_ROUND
-    exists; (the round it was killed after, or None if it finished first; its stderr)."""
+def _kill_server_once_checkpointed(args, directory, rounds, *, nproc: int = 3,
+                                   after: int = KILL_AFTER_ROUND) -> tuple[int | None, str]:
+    """Launch the run (or a train: its steps), SIGKILL its rank 0 once a checkpoint of round
+    >= `after` exists; (the round it was killed after, or None if it finished first; its
+    stderr)."""
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "lowcomm", "launch", "--nproc", "3",
+    proc = subprocess.Popen([sys.executable, "-m", "lowcomm", "launch", "--nproc", str(nproc),
                              "--master-port", str(port), "--", *args],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         server = None
         while proc.poll() is None and (server is None
-                                       or _checkpointed_round(directory) < KILL_AFTER_ROUND):
+                                       or _checkpointed_round(directory) < after):
             server = server or _server_rank_pid(proc.pid, port)
             time.sleep(0.005)  # polling, not a threshold: the test waits as long as it takes
         if proc.poll() is None:

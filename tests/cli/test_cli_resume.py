@@ -96,9 +96,14 @@ def test_resume_without_a_checkpoint_or_with_other_options_is_one_line(tmp_path,
     assert "resume needs checkpoint_dir" in capsys.readouterr().err
 
 
-def test_checkpoints_of_a_distributed_train_are_refused_for_now(tmp_path, capsys):
-    from tests.cli.test_cli_train import TINY as TRAIN  # a run may checkpoint distributed
+def test_checkpoints_of_a_distributed_train_refuse_what_they_do_not_support(tmp_path, capsys):
+    from tests.cli.test_cli_train import TINY as TRAIN
 
-    assert main(["train", *TRAIN, "--checkpoint-dir", str(tmp_path), "--runtime",
-                 "distributed", "--db", str(tmp_path / "runs.sqlite")]) == 2
-    assert "checkpoint_dir works with runtime=simulator only" in capsys.readouterr().err
+    for extra, flag in ((["--membership", "2:leave 1"], "--membership"),
+                        (["--unannounced-leaves"], "--unannounced-leaves")):
+        assert main(["train", *TRAIN, "--algorithm", "diloco", *extra, "--checkpoint-dir",
+                     str(tmp_path), "--runtime", "distributed",
+                     "--db", str(tmp_path / "runs.sqlite")]) == 2
+        err = capsys.readouterr().err
+        assert f"checkpoint_dir with runtime=distributed does not go with {flag}" in err
+        assert len(err.strip().splitlines()) == 1

@@ -299,7 +299,7 @@ def validate(c: RunConfig) -> None:
             raise ConfigError(message)
 
     need(c.rounds >= 1, f"rounds must be >= 1; got {c.rounds}")
-    validate_checkpointing(c, distributed=True)
+    validate_checkpointing(c)
     need(c.clients >= 1, f"clients must be >= 1; got {c.clients}")
     need(c.clients_per_round >= 1, f"clients_per_round must be >= 1; got {c.clients_per_round}")
     if c.partition != "natural":
@@ -385,14 +385,10 @@ def validate(c: RunConfig) -> None:
          f"dataset={c.dataset}")
 
 
-def validate_checkpointing(c: Any, *, distributed: bool = False) -> None:
-    """The checkpoint options of a run or train config (`distributed`: it may checkpoint
-    with runtime=distributed too)."""
+def validate_checkpointing(c: Any) -> None:
+    """The checkpoint options of a run or train config (either runtime)."""
     for name in ("checkpoint_every", "checkpoint_keep"):
         if getattr(c, name) < 1:
             raise ConfigError(f"{name} must be >= 1; got {getattr(c, name)}")
     if c.resume and c.checkpoint_dir is None:
         raise ConfigError("resume needs checkpoint_dir: the folder to resume from")
-    if c.checkpoint_dir is not None and c.runtime != "simulator" and not distributed:
-        raise ConfigError(f"checkpoint_dir works with runtime=simulator only for now; got "
-                          f"runtime={c.runtime}")

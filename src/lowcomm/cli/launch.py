@@ -81,14 +81,18 @@ def runtime_summary(rank_result: Any, c: TrainConfig) -> dict[str, Any]:
     of every rank checked against the merged ledger, and rank 0's measured time per step."""
     from lowcomm.cost.ledger import worker_name
 
-    comm = rank_result.run.ledger.comm_events()
+    comm = [e for e in rank_result.run.ledger.comm_events()  # what this launch's ranks moved
+            if e.round >= rank_result.first_step]
     agrees = all(
         w.payload_sent_nbytes == sum(e.nbytes for e in comm if e.src == worker_name(r))
         and w.payload_received_nbytes == sum(e.nbytes for e in comm if e.dst == worker_name(r))
         for r, w in enumerate(rank_result.wire))
     return {**_transport_summary(rank_result, c, agrees),
-            "rank0_step_seconds_mean": fmean(rank_result.step_seconds),
-            "rank0_comm_seconds_mean": fmean(rank_result.comm_seconds)}
+            "resumed_from_step": rank_result.first_step - 1,
+            "rank0_step_seconds_mean": (fmean(rank_result.step_seconds)
+                                        if rank_result.step_seconds else None),
+            "rank0_comm_seconds_mean": (fmean(rank_result.comm_seconds)
+                                        if rank_result.comm_seconds else None)}
 
 
 def star_runtime_summary(rank_result: Any, c: RunConfig) -> dict[str, Any]:
@@ -204,7 +208,7 @@ def _killed_ranks(argv: list[str], nproc: int) -> set[int]:
 
 
 def _checkpoint_dir(argv: list[str]) -> str | None:
-    """Where a `run` writes its checkpoints (flag or config file), or None."""
+    """Where a `run` or `train` writes its checkpoints (flag or config file), or None."""
     from lowcomm.cli.config import load_yaml
     from lowcomm.cli.main import build_parser
 
@@ -232,7 +236,7 @@ def launch_command(args: argparse.Namespace, console: Console) -> int:
     except RankFailedError as err:
         for rank, text in err.errors.items():
             print(f"error: rank {rank}: {text.splitlines()[0]}", file=sys.stderr)
-        if argv[:1] == ["run"] and (directory := _checkpoint_dir(argv)) is not None:
+        if (directory := _checkpoint_dir(argv)) is not None:
             print(f"the checkpoints of the run are in {directory}: the same command with "
                   "--resume continues from the last one", file=sys.stderr)
         return 1

@@ -13,7 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from lowcomm import cost
 from lowcomm.algorithms.replicated import param_hash
-from lowcomm.cli.checkpoints import Continuation, train_continuation
+from lowcomm.cli.checkpoints import Continuation, train_continuation, train_rank_continuation
 from lowcomm.cli.config import ConfigError
 from lowcomm.cli.launch import join_run, rank_environment, runtime_summary
 from lowcomm.cli.records import Recording, recording
@@ -81,8 +81,10 @@ def train_command(c: TrainConfig, console: Console) -> int:
         cont = (FRESH if rank is not None
                 else train_continuation(c, parts, _settings(c), membership_of(c)))
     transport = None if rank is None else join_run(rank, c)
+    if transport is not None:  # every rank's part of the checkpoint (the ranks agree on it)
+        cont = train_rank_continuation(c, parts, _settings(c), transport)
     if transport is not None and transport.rank != 0:
-        _run(c, parts, transport)
+        _run(c, parts, transport, cont=cont)
         return 0
     where = "" if rank is None else f" as {rank.world_size} processes over torch.distributed (gloo)"
     console.print(f"[bold]{c.algorithm}[/] on {parts.corpus.name}: {c.workers} workers{where}, "
@@ -117,9 +119,9 @@ def _settings(c: TrainConfig) -> TrainingSettings:
 def _run(c: TrainConfig, parts: TrainParts, transport: Any, *, ledger: Any = None,
          on_record: Any = None, on_step: Any = None, cont: Continuation = FRESH
          ) -> tuple[TrainingResult, Any]:
-    """The simulator's run of every worker (checkpointed and resumed as `cont` says), or this
-    rank's part of a distributed run (whose merged ledger rank 0 adds to `ledger` at the
-    end)."""
+    """The simulator's run of every worker, or this rank's part of a distributed run (whose
+    merged ledger rank 0 adds to `ledger` at the end), checkpointed and resumed as `cont`
+    says."""
     flops = cost.FlopCounter(parts.spec.key, parts.spec.build, input_dtype=parts.spec.input_dtype)
     args = (parts.algorithm, parts.worker_data, parts.model, parts.params, flops, _settings(c))
     if transport is None:  # a killed worker is a leave at the boundary before its death
@@ -132,7 +134,8 @@ def _run(c: TrainConfig, parts: TrainParts, transport: Any, *, ledger: Any = Non
     kill = kill_hook(c, transport.rank)
     rank_result = train_rank(*args, transport, on_record=on_record, on_step=kill or on_step,
                              membership=membership_of(c),
-                             unannounced_leaves=c.unannounced_leaves or bool(c.fault))
+                             unannounced_leaves=c.unannounced_leaves or bool(c.fault),
+                             checkpoint=cont.policy, resume=cont.resume)
     if rank_result.run is not None and ledger is not None:
         ledger.extend(rank_result.run.ledger)
     return rank_result.run, rank_result

@@ -210,6 +210,13 @@ def validate_train(c: TrainConfig) -> None:
     need(c.flops_per_second > 0, f"flops_per_second must be > 0; got {c.flops_per_second}")
     need(c.timeout_seconds > 0, f"timeout_seconds must be > 0; got {c.timeout_seconds}")
     validate_checkpointing(c)
+    distributed_checkpoints = c.checkpoint_dir is not None and c.runtime == "distributed"
+    for name, what in (("membership", "--membership"), ("unannounced_leaves",
+                                                        "--unannounced-leaves"),
+                       ("fault", "--fault")):
+        need(not (distributed_checkpoints and getattr(c, name)),
+             f"checkpoint_dir with runtime=distributed does not go with {what} (a rank that "
+             "leaves or vanishes holds no checkpoint of every step); checkpoint without it")
     need(c.membership is None or c.algorithm in ELASTIC,
          f"membership: {c.algorithm} cannot change its workers between syncs (its replicas do "
          f"not hold one identical state); elastic algorithms: {', '.join(ELASTIC)}")

@@ -67,12 +67,19 @@ def training_summary_table(summary: dict[str, Any]) -> Table:
         rows.append(transport_row(runtime))
         rows.append(("distributed wall-clock", human_seconds(summary["measured"]["wall_seconds"]),
                      f"measured: rank 0 of {runtime['world_size']} processes over gloo, "
-                     f"{1e3 * runtime['rank0_step_seconds_mean']:.1f} ms per step, of which "
-                     f"{1e3 * runtime['rank0_comm_seconds_mean']:.1f} ms in collectives (a "
-                     "measurement of this machine, not a cost model)"))
+                     f"{_per_step(runtime)} (a measurement of this machine, not a cost "
+                     "model)"))
     for row in rows:
         table.add_row(*row)
     return table
+
+
+def _per_step(runtime: dict[str, Any]) -> str:
+    """Rank 0's measured time per step (none when a resumed run had no step left to run)."""
+    if runtime.get("rank0_step_seconds_mean") is None:
+        return "no step run in this launch"
+    return (f"{1e3 * runtime['rank0_step_seconds_mean']:.1f} ms per step, of which "
+            f"{1e3 * runtime['rank0_comm_seconds_mean']:.1f} ms in collectives")
 
 
 def steps_table(rounds: list[dict[str, Any]], *, limit: int = 30) -> Table:

@@ -21,6 +21,14 @@ flag and sends it the shared state over their gloo link (`join-state`, in the le
 sends rank 0 its farewell (control) and its process ends; later collectives run among the live
 ranks only (point-to-point links of the same group: no new process group is needed). Worker 0
 cannot leave here: its rank gathers the run.
+
+Checkpoints (`lowcomm.runtime.distributed.checkpoint`, static membership only): at every due
+step each rank saves, in the one checkpoint format, its worker state, its `RankLog` so far, its
+`Inbox` of results in flight and its open record window; rank 0's file (`last.ckpt`) also holds
+the records and the initial evaluation, and is written last (the star runtime's two-phase
+commit). A resumed run restores every rank's part and ends with the uninterrupted run's models
+and merged ledger; `first_step` says which steps this process ran (its wire counters cover
+those only).
 """
 
 from __future__ import annotations
@@ -35,8 +43,10 @@ import torch
 from lowcomm.algorithms.replicated import Received, ReplicatedAlgorithm
 from lowcomm.core import Payload, serialize
 from lowcomm.cost.flops import FlopCounter
-from lowcomm.cost.ledger import CommEvent, worker_name
+from lowcomm.cost.ledger import CommEvent, Ledger, worker_name
 from lowcomm.models import ModelFn
+from lowcomm.runtime.checkpoint import Checkpoint, CheckpointPolicy, check_options, round_checkpoint
+from lowcomm.runtime.distributed import checkpoint as rank_checkpoint
 from lowcomm.runtime.distributed.gather import (
     final_payload,
     finish,
@@ -94,6 +104,7 @@ class RankResult:
     step_seconds: tuple[float, ...]
     comm_seconds: tuple[float, ...]
     membership: Membership | None = None  # the effective one (with unannounced leaves)
+    first_step: int = 1  # a resumed run's: the steps before it, and their traffic, were restored
 
 
 def train_rank(algorithm: ReplicatedAlgorithm, data: WorkerData, model: ModelFn,
@@ -101,11 +112,19 @@ def train_rank(algorithm: ReplicatedAlgorithm, data: WorkerData, model: ModelFn,
                transport: RankTransport, *, on_record: Callable[[StepRecord], None] | None = None,
                on_step: Callable[[int], None] | None = None,
                membership: Membership | None = None,
-               unannounced_leaves: bool = False) -> RankResult:
+               unannounced_leaves: bool = False, checkpoint: CheckpointPolicy | None = None,
+               resume: Checkpoint | None = None) -> RankResult:
     """Run this rank's worker for `settings.steps` steps (module docstring); with
     `unannounced_leaves`, survive workers that end without notice between outer steps
-    (`lowcomm.runtime.distributed.vanish`)."""
+    (`lowcomm.runtime.distributed.vanish`). `checkpoint` makes every rank write its part at
+    the due steps, and `resume` is this rank's part to continue from (`resume_rank`)."""
     me, world, seed, steps = transport.rank, transport.world_size, settings.seed, settings.steps
+    options = None
+    if checkpoint is not None or resume is not None:
+        options = rank_checkpoint.train_options(algorithm, params, settings, membership,
+                                                checkpoint, world_size=world,
+                                                unannounced_leaves=unannounced_leaves)
+    policy = rank_checkpoint.rank_policy(checkpoint, me)
     membership = membership or static_membership(algorithm, settings.workers, steps)
     check_membership(algorithm, membership, workers=settings.workers, steps=steps)
     check_processes(membership, world)
@@ -123,13 +142,22 @@ def train_rank(algorithm: ReplicatedAlgorithm, data: WorkerData, model: ModelFn,
             state = algorithm.receive(state, received,
                                       step_context(seed, ctx_step, me, len(live)))
 
-    initial = evaluate(model, algorithm.model(state), data.val_x, data.val_y) if me == 0 else None
+    initial = None
     records: list[StepRecord] = []
-    window, window_start, window_first = Window(), (0, 0), 1
+    window, window_start, window_first, first = Window(), (0, 0), 1, 1
+    if resume is not None:
+        check_options(resume, options)
+        saved, initial, records, first = (resume.state, resume.initial, list(resume.records),
+                                          resume.next_round)
+        state, log, inbox = saved["state"], saved["log"], saved["inbox"]
+        window.losses = list(saved["window_losses"])
+        window_start, window_first = tuple(saved["window_start"]), saved["window_first"]
+    elif me == 0:
+        initial = evaluate(model, algorithm.model(state), data.val_x, data.val_y)
     departed: dict[int, Payload] = {}  # rank 0: windows of the ranks that left since a record
     farewells: dict[int, Payload] = {}  # rank 0: final payloads of the ranks that left
     step_seconds, comm_seconds = [], []
-    for t in range(1, steps + 1):
+    for t in range(first, steps + 1):
         if me in live:
             started = time.perf_counter()
             deliver(t, t)
@@ -192,12 +220,18 @@ def train_rank(algorithm: ReplicatedAlgorithm, data: WorkerData, model: ModelFn,
                 records.append(record)
                 if on_record is not None:
                     on_record(record)
+        if policy is not None:  # a step boundary: every rank's part, committed by rank 0
+            rank_checkpoint.commit(transport, policy, round_checkpoint(
+                t + 1, {"state": state, "log": log, "inbox": inbox, "window_start": window_start,
+                        "window_losses": window.losses, "window_first": window_first},
+                store=None, ledger=Ledger(), records=records, initial=initial, options=options,
+                seed=seed), last=t == steps, protocol="train")
     served = algorithm.model(state)
     run, wire = finish(transport, log, served, live=live, farewells=farewells, records=records,
                        initial=initial,
                        vanished=vanished_logs(logs_at_rank0, vanished) if me == 0 else {})
     return RankResult(me, world, served, state, run, wire, tuple(step_seconds),
-                      tuple(comm_seconds), membership)
+                      tuple(comm_seconds), membership, first)
 
 
 def check_processes(membership: Membership, world_size: int) -> None:
