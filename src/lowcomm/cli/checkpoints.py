@@ -104,7 +104,8 @@ def train_continuation(c: Any, parts: Any, settings: Any, membership: Any) -> Co
         parts.algorithm, parts.params, settings, membership, policy)))
 
 
-def train_rank_continuation(c: Any, parts: Any, settings: Any, transport: Any) -> Continuation:
+def train_rank_continuation(c: Any, parts: Any, settings: Any, membership: Any,
+                            transport: Any) -> Continuation:
     """This rank's policy and, with `resume`, its part of the checkpoint of a distributed
     `lowcomm train` (every rank calls it: the ranks agree on rank 0's step)."""
     policy = checkpoint_policy(c)
@@ -112,7 +113,7 @@ def train_rank_continuation(c: Any, parts: Any, settings: Any, transport: Any) -
         return Continuation(policy)
     from lowcomm.runtime.distributed.checkpoint import resume_rank, train_options
 
-    options = train_options(parts.algorithm, parts.params, settings, None, policy,
+    options = train_options(parts.algorithm, parts.params, settings, membership, policy,
                             world_size=transport.world_size)
     try:
         return Continuation(policy, resume_rank(transport, policy, options, protocol="train",

@@ -82,7 +82,7 @@ def train_command(c: TrainConfig, console: Console) -> int:
                 else train_continuation(c, parts, _settings(c), membership_of(c)))
     transport = None if rank is None else join_run(rank, c)
     if transport is not None:  # every rank's part of the checkpoint (the ranks agree on it)
-        cont = train_rank_continuation(c, parts, _settings(c), transport)
+        cont = train_rank_continuation(c, parts, _settings(c), membership_of(c), transport)
     if transport is not None and transport.rank != 0:
         _run(c, parts, transport, cont=cont)
         return 0
