@@ -337,7 +337,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.command(args, console)
     except ConfigError as err:
-        print(f"error: {err}", file=sys.stderr)  # one unwrapped line, whatever the terminal width
+        # one unwrapped line, whatever the terminal width, in one write: the ranks of a launch
+        # share stderr, and print's separate write of the newline let their lines interleave
+        sys.stderr.write(f"error: {err}\n")
+        sys.stderr.flush()
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
