@@ -74,6 +74,7 @@ def test_co2_runs_with_its_defaults_and_overlaps_one_allreduce_per_tau_steps(db,
     summary = json.loads(capsys.readouterr().out)["summary"]
     algorithm, peer = summary["algorithm"], summary["measured"]["peer"]
     assert algorithm["name"] == "co2" and algorithm["outer_momentum"] == 0.5
+    assert algorithm["outer_lr"] == 1.0  # the authors' port's, not DiLoCo's 0.7
     assert algorithm["penalty"] == 0.5
     assert peer["collectives"] == {"allreduce": 2}  # tau = 2 over 4 steps
     assert summary["replica_spread"] == 0

@@ -24,7 +24,13 @@ from lowcomm.algorithms.replicated import (
 )
 from lowcomm.cli.codecs import parse_codec
 from lowcomm.cli.config import ConfigError
-from lowcomm.cli.train_config import SCENARIO_NAMES, TrainConfig, membership_of, outer_momentum
+from lowcomm.cli.train_config import (
+    SCENARIO_NAMES,
+    TrainConfig,
+    membership_of,
+    outer_lr,
+    outer_momentum,
+)
 from lowcomm.compress import Codec, ScalarQuantizer, fp32_scalars, int8_scalars
 from lowcomm.data import DataDirError
 from lowcomm.runtime import WorkerData
@@ -50,8 +56,8 @@ def outer_optimizer(c: TrainConfig) -> Optimizer:
     if c.outer_optimizer == "avg":
         return sgd(1.0)
     if c.outer_optimizer == "adam":
-        return adam(c.outer_lr, b1=outer_momentum(c))
-    return sgd(c.outer_lr, momentum=outer_momentum(c),
+        return adam(outer_lr(c), b1=outer_momentum(c))
+    return sgd(outer_lr(c), momentum=outer_momentum(c),
                nesterov=c.outer_optimizer == "nesterov")
 
 
@@ -79,7 +85,7 @@ ALGORITHMS: dict[str, Factory] = {
                                   inner_steps=c.inner_steps, outer_optimizer=outer_optimizer(c),
                                   codec=wire_codec(c)),
     "noloco": lambda m, c: noloco(m, inner_optimizer=inner_optimizer(c),
-                                  inner_steps=c.inner_steps, outer_lr=c.outer_lr,
+                                  inner_steps=c.inner_steps, outer_lr=outer_lr(c),
                                   outer_momentum=outer_momentum(c),
                                   averaging_strength=c.averaging_strength, codec=wire_codec(c)),
     "streaming_diloco": lambda m, c: streaming_diloco(
@@ -92,7 +98,7 @@ ALGORITHMS: dict[str, Factory] = {
     "spsa": lambda m, c: spsa(m, lr=c.zo_lr, epsilon=c.zo_epsilon, seeds_per_step=c.zo_seeds,
                               quantizer=zo_quantizer(c)),
     "co2": lambda m, c: co2(m, inner_optimizer=inner_optimizer(c), inner_steps=c.inner_steps,
-                            outer_lr=c.outer_lr, outer_momentum=outer_momentum(c),
+                            outer_lr=outer_lr(c), outer_momentum=outer_momentum(c),
                             penalty=c.co2_penalty, clip=not c.co2_no_clip,
                             clip_threshold=c.co2_clip_threshold, codec=wire_codec(c)),
 }

@@ -39,6 +39,9 @@ ELASTIC = ("ddp", "localsgd", "diloco")  # may change membership (`ReplicatedAlg
 # NoLoCo's configs (arXiv 2506.10911) and CO2's (the authors' fairscale port of arXiv 2401.16265;
 # the paper's per-experiment value is not stated); the rest: DiLoCo's.
 OUTER_MOMENTUM = {"noloco": 0.5, "co2": 0.5}
+# Likewise the outer learning rate when --outer-lr is not given: CO2's from the authors' port
+# (docs/training.md, CO2); the rest DiLoCo's 0.7 (NoLoCo's alpha is 0.7 too).
+OUTER_LR = {"co2": 1.0}
 
 
 @dataclass(frozen=True)
@@ -80,8 +83,9 @@ class TrainConfig:
     outer_optimizer: str = _opt("nesterov", "outer step on the averaged outer gradient: "
                                 "nesterov (DiLoCo), avg (plain averaging = Local SGD), "
                                 "momentum, adam", choices=OUTER_OPTIMIZERS, section="training")
-    outer_lr: float = _opt(0.7, "outer learning rate (DiLoCo: 0.7; NoLoCo's alpha on the "
-                           "pair's mean progress: 0.7)", section="training")
+    outer_lr: float | None = _opt(None, "outer learning rate (default: the algorithm's value, "
+                                  "DiLoCo 0.7, NoLoCo's alpha on the pair's mean progress 0.7, "
+                                  "CO2 1.0)", section="training")
     outer_momentum: float | None = _opt(None, "outer momentum (default: the algorithm's "
                                         "paper value, DiLoCo 0.9, NoLoCo 0.5)",
                                         section="training")
@@ -184,7 +188,7 @@ def validate_train(c: TrainConfig) -> None:
     need(c.warmup_steps >= 0, f"warmup_steps must be >= 0; got {c.warmup_steps}")
     need(c.schedule == "constant" or c.warmup_steps < c.steps,
          f"warmup_steps ({c.warmup_steps}) must be < steps ({c.steps}) with a cosine schedule")
-    need(c.outer_lr > 0, f"outer_lr must be > 0; got {c.outer_lr}")
+    need(c.outer_lr is None or c.outer_lr > 0, f"outer_lr must be > 0; got {c.outer_lr}")
     momentum = outer_momentum(c)
     need(0 <= momentum < 1, f"outer_momentum must be in [0, 1); got {momentum}")
     need(c.outer_optimizer != "nesterov" or momentum > 0,
@@ -255,6 +259,13 @@ def membership_of(c: TrainConfig) -> Membership:
                                 inner_steps=1 if c.algorithm == "ddp" else c.inner_steps)
     except ValueError as err:
         raise ConfigError(f"membership: {err}") from None
+
+
+def outer_lr(c: TrainConfig) -> float:
+    """The outer learning rate of the run: the flag, else the algorithm's value."""
+    if c.outer_lr is not None:
+        return c.outer_lr
+    return OUTER_LR.get(c.algorithm, 0.7)
 
 
 def outer_momentum(c: TrainConfig) -> float:
