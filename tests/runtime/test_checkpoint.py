@@ -3,7 +3,15 @@ import os
 import pytest
 import torch
 
-from lowcomm.runtime.checkpoint import Checkpoint, CheckpointError, held, load, save
+from lowcomm.runtime.checkpoint import (
+    Checkpoint,
+    CheckpointError,
+    CheckpointPolicy,
+    held,
+    load,
+    save,
+    save_round,
+)
 from lowcomm.runtime.state import ClientStateStore
 
 
@@ -77,3 +85,16 @@ def test_client_store_snapshot_restore():
     other = ClientStateStore({"c": (2,)})
     other.restore(store.snapshot())
     assert other.clients() == [7, 3] and torch.equal(other.get(3)["c"], torch.tensor([5.0, 6.0]))
+
+
+def test_save_round_builds_the_checkpoint_only_when_it_is_due(tmp_path):
+    built = []
+
+    def build():
+        built.append(True)
+        return Checkpoint(4, {"w": torch.zeros(2)}, None, [], [], None, {}, 0)
+
+    policy = CheckpointPolicy(tmp_path, every=3)
+    assert save_round(policy, 2, build, last=False) is None and built == []  # not due: no copy
+    assert save_round(None, 3, build, last=True) is None and built == []
+    assert save_round(policy, 3, build, last=False) == policy.path and built == [True]

@@ -31,7 +31,7 @@ import hashlib
 import io
 import json
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -199,12 +199,13 @@ def round_checkpoint(next_round: int, state: Any, *, store: ClientStateStore | N
                       list(ledger), list(records), initial, plain_options(options), seed)
 
 
-def save_round(policy: CheckpointPolicy | None, checkpoint: Checkpoint, *,
+def save_round(policy: CheckpointPolicy | None, t: int, build: Callable[[], Checkpoint], *,
                last: bool) -> Path | None:
-    """Save `checkpoint` (of the round just done) when `policy` says it is due."""
-    if policy is None or not policy.due(checkpoint.next_round - 1, last=last):
+    """Save the checkpoint of round `t` when `policy` says it is due; `build()` makes it only
+    then (it copies the ledger and the client states)."""
+    if policy is None or not policy.due(t, last=last):
         return None
-    return save(policy.path, checkpoint, keep=policy.keep)
+    return save(policy.path, build(), keep=policy.keep)
 
 
 def resume_point(directory: str | Path, *, options: Mapping[str, Any] | None = None

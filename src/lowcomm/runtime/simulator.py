@@ -30,6 +30,7 @@ import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -177,9 +178,10 @@ def simulate(algorithm: FederatedAlgorithm, dataset: FederatedDataset, model: Mo
             records.append(record)
             stop = until is not None and until(record)
             if checkpoint is not None:  # before the callback: a failing callback loses no round
-                save_round(checkpoint, round_checkpoint(
-                    t + 1, state, store=store, ledger=ledger, records=records, initial=initial,
-                    options=options, seed=settings.seed), last=stop or t == settings.rounds)
+                save_round(checkpoint, t, partial(
+                    round_checkpoint, t + 1, state, store=store, ledger=ledger, records=records,
+                    initial=initial, options=options, seed=settings.seed),
+                    last=stop or t == settings.rounds)
             if on_round is not None:
                 on_round(record)
             if stop:

@@ -31,6 +31,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import torch
@@ -200,10 +201,10 @@ def train_workers(algorithm: ReplicatedAlgorithm, data: WorkerData, model: Model
             if on_record is not None:
                 on_record(record)
         if checkpoint is not None:  # a step boundary: states, and what is in flight, saved
-            save_round(checkpoint, round_checkpoint(
-                t + 1, {"live": live, "states": states, "inbox": inbox,
-                        "window_start_event": window.start_event,
-                        "window_losses": window.losses},
+            save_round(checkpoint, t, partial(
+                round_checkpoint, t + 1,
+                {"live": live, "states": states, "inbox": inbox,
+                 "window_start_event": window.start_event, "window_losses": window.losses},
                 store=None, ledger=ledger, records=records, initial=initial, options=options,
                 seed=seed), last=t == settings.steps)
     return TrainingResult(tuple(algorithm.model(states[w]) for w in live),

@@ -27,7 +27,8 @@ rank; rank 0's `last.ckpt` holds its own worker's part with the records, `rank.p
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -116,15 +117,15 @@ def _read(got: Payload) -> int:
     return int(got["round"][0])
 
 
-def commit(transport: RankTransport, policy: CheckpointPolicy, checkpoint: Checkpoint, *,
-           last: bool, protocol: str = "star") -> None:
-    """The two-phase commit of the round `checkpoint` ends (module docstring), if due: a rank
-    other than 0 writes its file, tells rank 0 and waits for its commit; rank 0 waits for every
-    other rank's word, writes its file (the commit point) and tells them. `protocol` keeps the
-    control messages of one runtime apart from another's."""
-    t = checkpoint.next_round - 1
+def commit(transport: RankTransport, policy: CheckpointPolicy, t: int,
+           build: Callable[[], Checkpoint], *, last: bool, protocol: str = "star") -> None:
+    """The two-phase commit of round t's checkpoint (module docstring), if due (`build()`
+    makes it only then): a rank other than 0 writes its file, tells rank 0 and waits for its
+    commit; rank 0 waits for every other rank's word, writes its file (the commit point) and
+    tells them. `protocol` keeps the control messages of one runtime apart from another's."""
     if not policy.due(t, last=last):
         return
+    checkpoint = build()
     me, ranks = transport.rank, list(range(1, transport.world_size))
     written = wire_tag(f"{protocol}|{t}|checkpoint written")
     committed = wire_tag(f"{protocol}|{t}|checkpoint committed")
@@ -152,9 +153,9 @@ def commit_server(transport: RankTransport, policy: CheckpointPolicy, t: int,
                   settings: SimulationSettings, state: Any, ledger: Ledger,
                   records: Sequence[Any], initial: Any, options: dict[str, Any]) -> None:
     """Rank 0 of a star run after concluding round t: `commit` `last.ckpt` (the run so far)."""
-    commit(transport, policy, round_checkpoint(
-        t + 1, state, store=None, ledger=ledger, records=records, initial=initial,
-        options=options, seed=settings.seed), last=t == settings.rounds)
+    commit(transport, policy, t, partial(
+        round_checkpoint, t + 1, state, store=None, ledger=ledger, records=records,
+        initial=initial, options=options, seed=settings.seed), last=t == settings.rounds)
 
 
 def commit_client(transport: RankTransport, policy: CheckpointPolicy, t: int,
@@ -162,9 +163,9 @@ def commit_client(transport: RankTransport, policy: CheckpointPolicy, t: int,
                   options: dict[str, Any]) -> None:
     """A client rank of a star run after sending its uploads of round t: `commit` its file
     (its clients' states)."""
-    commit(transport, policy, round_checkpoint(
-        t + 1, None, store=store, ledger=Ledger(), records=(), initial=None, options=options,
-        seed=settings.seed), last=t == settings.rounds)
+    commit(transport, policy, t, partial(
+        round_checkpoint, t + 1, None, store=store, ledger=Ledger(), records=(), initial=None,
+        options=options, seed=settings.seed), last=t == settings.rounds)
 
 
 def resume_rank(transport: RankTransport, policy: CheckpointPolicy,

@@ -36,6 +36,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import torch
@@ -221,9 +222,10 @@ def train_rank(algorithm: ReplicatedAlgorithm, data: WorkerData, model: ModelFn,
                 if on_record is not None:
                     on_record(record)
         if policy is not None:  # a step boundary: every rank's part, committed by rank 0
-            rank_checkpoint.commit(transport, policy, round_checkpoint(
-                t + 1, {"state": state, "log": log, "inbox": inbox, "window_start": window_start,
-                        "window_losses": window.losses, "window_first": window_first},
+            rank_checkpoint.commit(transport, policy, t, partial(
+                round_checkpoint, t + 1,
+                {"state": state, "log": log, "inbox": inbox, "window_start": window_start,
+                 "window_losses": window.losses, "window_first": window_first},
                 store=None, ledger=Ledger(), records=records, initial=initial, options=options,
                 seed=seed), last=t == steps, protocol="train")
     served = algorithm.model(state)
