@@ -56,7 +56,7 @@ from lowcomm.runtime import (
     simulate,
     train_workers,
 )
-from lowcomm.runtime.distributed import RankLog, join, simulate_rank, spawn_local, train_rank
+from lowcomm.runtime.distributed import RankLog, simulate_rank, spawn_local, train_rank
 from lowcomm.runtime.distributed.rank import run_posts
 from lowcomm.runtime.distributed.star import client_rank, wire_equals_ledger
 from lowcomm.runtime.distributed.transport import wire_tag
@@ -111,8 +111,7 @@ def one(name: str, workers: int, w: Workload, h: int) -> dict:
     parts.flops.step((w.batch_size, w.seq_len))  # counted once, inherited by the ranks
 
     def rank(r, nproc, ep):
-        transport = join(rank=r, world_size=nproc, master_addr=ep.master_addr,
-                         master_port=ep.master_port, token=ep.token)
+        transport = ep.join(r, nproc)
         pings = ping_pong(transport, reps=30)  # control traffic: not in the payload counts
         result = train_rank(*args, transport)  # counts payload bytes up to its final gather
         return pings, isolated_allreduce(transport, parts.params.numel(), reps=10), result
@@ -186,8 +185,7 @@ def fedavg_row(ranks: int, *, rounds: int, clients: int, per_round: int) -> dict
     args = (algorithm, dataset, model, params, flops, settings)
 
     def rank(r, nproc, ep):
-        transport = join(rank=r, world_size=nproc, master_addr=ep.master_addr,
-                         master_port=ep.master_port, token=ep.token)
+        transport = ep.join(r, nproc)
         pings = ping_pong(transport, reps=30)  # control traffic: not in the payload counts
         return pings, simulate_rank(*args, transport, executor=sequential())
 

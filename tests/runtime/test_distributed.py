@@ -79,9 +79,8 @@ def _distributed(parts, workers: int, *, tokens: dict | None = None, **options):
     def rank(r, nproc, ep):
         # the ranks' refusals are logged: show them on the (captured) standard error
         logging.getLogger("lowcomm.distributed").addHandler(logging.StreamHandler(sys.__stderr__))
-        transport = join(rank=r, world_size=nproc, master_addr=ep.master_addr,
-                         master_port=ep.master_port, token=(tokens or {}).get(r, ep.token),
-                         timeout_seconds=TIMEOUT_SECONDS, **options)
+        transport = ep.join(r, nproc, token=(tokens or {}).get(r, ep.token),
+                            timeout_seconds=TIMEOUT_SECONDS, **options)
         return train_rank(*parts, transport)
 
     return spawn_local(rank, workers, timeout_seconds=TIMEOUT_SECONDS, grace_seconds=20.0)
@@ -199,9 +198,7 @@ def test_ranks_that_run_different_collectives_fail_clearly():
     codecs = [fp32(), fp16()]  # rank 1 was started with another codec
 
     def rank(r, nproc, ep):
-        transport = join(rank=r, world_size=nproc, master_addr=ep.master_addr,
-                         master_port=ep.master_port, token=ep.token,
-                         timeout_seconds=TIMEOUT_SECONDS)
+        transport = ep.join(r, nproc, timeout_seconds=TIMEOUT_SECONDS)
         algorithm = ddp(model, optimizer=adamw(1e-2), codec=codecs[r])
         return train_rank(algorithm, data, model, params, flops, settings, transport)
 

@@ -17,7 +17,7 @@ from lowcomm.algorithms import adamw
 from lowcomm.algorithms.replicated import diloco
 from lowcomm.cost.ledger import worker_name
 from lowcomm.runtime import TrainingSettings, train_workers
-from lowcomm.runtime.distributed import join, spawn_local, train_rank
+from lowcomm.runtime.distributed import spawn_local, train_rank
 from lowcomm.runtime.elastic import JOIN_CHANNEL
 from lowcomm.runtime.membership import parse_membership
 
@@ -46,9 +46,7 @@ def test_join_and_leave_over_gloo_give_the_simulators_run():
     parts, membership = _parts({4: "join", 6: "leave 1"}, workers=2)
 
     def rank(r, nproc, ep):
-        transport = join(rank=r, world_size=nproc, master_addr=ep.master_addr,
-                         master_port=ep.master_port, token=ep.token,
-                         timeout_seconds=TIMEOUT_SECONDS)
+        transport = ep.join(r, nproc, timeout_seconds=TIMEOUT_SECONDS)
         return train_rank(*parts, transport, membership=membership)
 
     ranks = spawn_local(rank, membership.total_ids, timeout_seconds=TIMEOUT_SECONDS,
@@ -98,9 +96,7 @@ def test_a_worker_killed_between_outer_steps_is_survived_as_a_leave(schedule, wo
     killed_at = 5  # after boundary 4's sync and record, inside the next inner phase
 
     def rank(r, nproc, ep):
-        transport = join(rank=r, world_size=nproc, master_addr=ep.master_addr,
-                         master_port=ep.master_port, token=ep.token,
-                         timeout_seconds=TIMEOUT_SECONDS)
+        transport = ep.join(r, nproc, timeout_seconds=TIMEOUT_SECONDS)
 
         def on_step(t):
             if r == victim and t == killed_at:

@@ -16,7 +16,7 @@ from lowcomm.algorithms import fedavg, sgd
 from lowcomm.cost import ComputeEvent, DropEvent, FlopCounter, Ledger
 from lowcomm.data import synthetic
 from lowcomm.runtime import SimulationSettings, sequential, simulate
-from lowcomm.runtime.distributed import join, spawn_local
+from lowcomm.runtime.distributed import spawn_local
 from lowcomm.runtime.distributed.star import simulate_rank
 from lowcomm.runtime.faults import FaultPlan
 
@@ -47,9 +47,7 @@ def test_killed_stalled_and_corrupting_clients_drop_out_as_in_the_simulator():
                               "corrupt nan client 3 at round 3"])  # the guard refuses it
 
     def rank(r, nproc, ep):
-        transport = join(rank=r, world_size=nproc, master_addr=ep.master_addr,
-                         master_port=ep.master_port, token=ep.token,
-                         timeout_seconds=TIMEOUT_SECONDS)
+        transport = ep.join(r, nproc, timeout_seconds=TIMEOUT_SECONDS)
         return simulate_rank(*parts, transport, executor=sequential(), faults=faults)
 
     ranks = spawn_local(rank, RANKS, timeout_seconds=TIMEOUT_SECONDS, grace_seconds=20.0,

@@ -15,7 +15,7 @@ from tests.runtime.test_distributed_star import TIMEOUT_SECONDS, _parts, _withou
 from lowcomm.data import synthetic
 from lowcomm.runtime import sequential, simulate
 from lowcomm.runtime.checkpoint import CheckpointError, CheckpointPolicy, held, load
-from lowcomm.runtime.distributed import RankFailedError, join, spawn_local
+from lowcomm.runtime.distributed import RankFailedError, spawn_local
 from lowcomm.runtime.distributed.checkpoint import resume_rank, star_options
 from lowcomm.runtime.distributed.star import simulate_rank, wire_equals_ledger
 from lowcomm.runtime.faults import FaultPlan
@@ -36,9 +36,7 @@ def _ranks(parts, policy, *, stop_after=None, resume=False):
             raise _StopError(f"stopped after round {stop_after}")
 
     def rank(r, nproc, ep):
-        transport = join(rank=r, world_size=nproc, master_addr=ep.master_addr,
-                         master_port=ep.master_port, token=ep.token,
-                         timeout_seconds=TIMEOUT_SECONDS)
+        transport = ep.join(r, nproc, timeout_seconds=TIMEOUT_SECONDS)
         algorithm, dataset, _, params, flops, settings = parts
         point = None
         if resume:

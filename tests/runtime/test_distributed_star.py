@@ -15,7 +15,7 @@ from lowcomm.compress import error_feedback, fp16, qsgd, topk
 from lowcomm.cost import FlopCounter
 from lowcomm.data import synthetic
 from lowcomm.runtime import SimulationSettings, sequential, simulate
-from lowcomm.runtime.distributed import join, spawn_local
+from lowcomm.runtime.distributed import spawn_local
 from lowcomm.runtime.distributed.star import (
     client_rank,
     ledger_nbytes_by_rank,
@@ -52,9 +52,7 @@ def _parts(name: str, dataset):
 
 def _distributed(parts):
     def rank(r, nproc, ep):
-        transport = join(rank=r, world_size=nproc, master_addr=ep.master_addr,
-                         master_port=ep.master_port, token=ep.token,
-                         timeout_seconds=TIMEOUT_SECONDS)
+        transport = ep.join(r, nproc, timeout_seconds=TIMEOUT_SECONDS)
         return simulate_rank(*parts, transport, executor=sequential())
 
     return spawn_local(rank, RANKS, timeout_seconds=TIMEOUT_SECONDS, grace_seconds=20.0)
@@ -132,9 +130,7 @@ def test_every_algorithm_of_lowcomm_run_gives_the_simulators_ledger():
         runs[name] = (parts.algorithm, parts.dataset, parts.model, parts.params, flops, settings)
 
     def rank(r, nproc, ep):
-        transport = join(rank=r, world_size=nproc, master_addr=ep.master_addr,
-                         master_port=ep.master_port, token=ep.token,
-                         timeout_seconds=TIMEOUT_SECONDS)
+        transport = ep.join(r, nproc, timeout_seconds=TIMEOUT_SECONDS)
         return [simulate_rank(*args, transport, executor=sequential()) for args in runs.values()]
 
     ranks = spawn_local(rank, RANKS, timeout_seconds=TIMEOUT_SECONDS, grace_seconds=20.0)

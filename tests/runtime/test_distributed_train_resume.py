@@ -19,7 +19,7 @@ from tests.runtime.test_distributed import (
 from lowcomm.cost.ledger import worker_name
 from lowcomm.runtime import train_workers
 from lowcomm.runtime.checkpoint import CheckpointPolicy, held, load
-from lowcomm.runtime.distributed import RankFailedError, join, spawn_local, train_rank
+from lowcomm.runtime.distributed import RankFailedError, spawn_local, train_rank
 from lowcomm.runtime.distributed.checkpoint import resume_rank, train_options
 from lowcomm.runtime.membership import parse_membership
 
@@ -33,9 +33,7 @@ class _StopError(Exception):
 
 def _ranks(parts, workers, policy, *, stop_after=None, resume=False):
     def rank(r, nproc, ep):
-        transport = join(rank=r, world_size=nproc, master_addr=ep.master_addr,
-                         master_port=ep.master_port, token=ep.token,
-                         timeout_seconds=TIMEOUT_SECONDS)
+        transport = ep.join(r, nproc, timeout_seconds=TIMEOUT_SECONDS)
         algorithm, _, _, params, _, settings = parts
         point = None
         if resume:

@@ -34,6 +34,14 @@ class Endpoint:
     master_port: int
     token: str = field(repr=False)
 
+    def join(self, rank: int, world_size: int, **options: Any) -> Any:
+        """This rank's `RankTransport` of the run: `door.join` at this endpoint with its token
+        (`options` are join's others, e.g. `timeout_seconds`, or another `token`)."""
+        from lowcomm.runtime.distributed.door import join  # door builds on this module's peers
+
+        return join(rank=rank, world_size=world_size, master_addr=self.master_addr,
+                    master_port=self.master_port, **{"token": self.token, **options})
+
 
 class RankFailedError(RuntimeError):
     """One or more ranks raised or died; `errors` maps rank -> its error and traceback."""
